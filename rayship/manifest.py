@@ -1,0 +1,161 @@
+"""Validate ModelDeployment documents against the CRD itself, the way the API server would.
+
+Local mode has no API server, yet the same YAML must be refused for the same reasons and with
+the same field names. So this module reads the CRD shipped in `crds/` (linked into the
+package), applies its structural defaults, checks the OpenAPI schema with jsonschema and
+evaluates the CEL `x-kubernetes-validations` rules with cel-python. Transition rules (those that
+mention `oldSelf`) only apply to updates, so they are skipped here as they are on create.
+"""
+
+from __future__ import annotations
+
+import copy
+import functools
+from dataclasses import dataclass
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+import celpy
+import jsonschema
+import yaml
+from celpy.adapter import json_to_cel
+
+from rayship.spec import ModelDeploymentSpec, spec_from_dict
+
+API_VERSION = "serving.rayship.io/v1alpha1"
+KIND = "ModelDeployment"
+
+Schema = dict[str, Any]
+
+
+class ManifestError(ValueError):
+    """A document is not a valid ModelDeployment; the message names every offending field."""
+
+
+@dataclass(frozen=True)
+class ModelDeployment:
+    """A validated ModelDeployment: identity plus typed spec."""
+
+    name: str
+    namespace: str
+    spec: ModelDeploymentSpec
+
+    @property
+    def model_name(self) -> str:
+        """The V2 model name: spec.model.name, or metadata.name when unset."""
+        return self.spec.model.name or self.name
+
+
+@functools.cache
+def crd() -> dict[str, Any]:
+    """The ModelDeployment CRD document, read once from the package."""
+    text = resources.files("rayship").joinpath("crd/modeldeployment.yaml").read_text()
+    loaded: dict[str, Any] = yaml.safe_load(text)
+    return loaded
+
+
+def crd_schema() -> Schema:
+    """The openAPIV3Schema of the served version."""
+    version = crd()["spec"]["versions"][0]
+    schema: Schema = version["schema"]["openAPIV3Schema"]
+    return schema
+
+
+def apply_defaults(schema: Schema, value: Any) -> Any:
+    """Return `value` with the schema's `default`s filled in, as the API server does.
+
+    Defaults apply to absent properties of objects that are present (or defaulted themselves),
+    recursively, and to array items.
+    """
+    if isinstance(value, dict) and schema.get("type") == "object":
+        result = dict(value)
+        for key, sub in schema.get("properties", {}).items():
+            if key not in result and "default" in sub:
+                result[key] = copy.deepcopy(sub["default"])
+            if key in result:
+                result[key] = apply_defaults(sub, result[key])
+        return result
+    if isinstance(value, list) and "items" in schema:
+        return [apply_defaults(schema["items"], item) for item in value]
+    return value
+
+
+def _schema_errors(schema: Schema, document: dict[str, Any]) -> list[str]:
+    """Structural schema violations, each prefixed with its dotted field path."""
+    validator = jsonschema.Draft7Validator(schema)
+    messages = []
+    for error in sorted(validator.iter_errors(document), key=lambda e: list(e.absolute_path)):
+        path = ".".join(str(part) for part in error.absolute_path) or "<root>"
+        messages.append(f"{path}: {error.message}")
+    return messages
+
+
+def _cel_errors(schema: Schema, value: Any, path: str) -> list[str]:
+    """Messages of the CEL rules that `value` breaks, walking the schema like the API server."""
+    messages: list[str] = []
+    for rule in schema.get("x-kubernetes-validations", []):
+        if "oldSelf" in rule["rule"]:
+            continue
+        if not _cel_rule(rule["rule"]).evaluate({"self": json_to_cel(value)}):
+            messages.append(f"{path}: {rule.get('message') or 'failed rule: ' + rule['rule']}")
+    if isinstance(value, dict):
+        for key, sub in schema.get("properties", {}).items():
+            if key in value:
+                messages += _cel_errors(sub, value[key], f"{path}.{key}")
+    elif isinstance(value, list) and "items" in schema:
+        for index, item in enumerate(value):
+            messages += _cel_errors(schema["items"], item, f"{path}[{index}]")
+    return messages
+
+
+@functools.cache
+def _cel_rule(expression: str) -> Any:
+    """A compiled CEL program, cached because the same rules run for every document."""
+    environment = celpy.Environment()
+    return environment.program(environment.compile(expression))
+
+
+def validate(document: dict[str, Any]) -> dict[str, Any]:
+    """The document with defaults applied, or ManifestError listing every violation."""
+    if not isinstance(document, dict):
+        raise ManifestError("a ModelDeployment must be a YAML mapping")
+    name = (document.get("metadata") or {}).get("name", "<unnamed>")
+    where = f"ModelDeployment {name!r}"
+    if document.get("apiVersion") != API_VERSION or document.get("kind") != KIND:
+        raise ManifestError(
+            f"{where}: apiVersion/kind must be {API_VERSION}/{KIND}, "
+            f"got {document.get('apiVersion')}/{document.get('kind')}"
+        )
+    if not isinstance(document.get("metadata"), dict) or "name" not in document["metadata"]:
+        raise ManifestError(f"{where}: metadata.name is required")
+    schema = crd_schema()
+    defaulted: dict[str, Any] = apply_defaults(schema, document)
+    messages = _schema_errors(schema, defaulted)
+    if not messages:
+        messages = [message.removeprefix(".") for message in _cel_errors(schema, defaulted, "")]
+    if messages:
+        raise ManifestError(f"{where} is invalid:\n  " + "\n  ".join(messages))
+    return defaulted
+
+
+def parse(document: dict[str, Any]) -> ModelDeployment:
+    """Validate a ModelDeployment document and return its typed form."""
+    valid = validate(document)
+    metadata = valid["metadata"]
+    return ModelDeployment(
+        name=metadata["name"],
+        namespace=metadata.get("namespace", "default"),
+        spec=spec_from_dict(valid["spec"]),
+    )
+
+
+def load_file(path: Path) -> list[ModelDeployment]:
+    """Every ModelDeployment in a (multi-document) YAML file."""
+    try:
+        documents = [doc for doc in yaml.safe_load_all(path.read_text()) if doc is not None]
+    except yaml.YAMLError as error:
+        raise ManifestError(f"{path}: not valid YAML: {error}") from None
+    if not documents:
+        raise ManifestError(f"{path}: no ModelDeployment in the file")
+    return [parse(document) for document in documents]

@@ -1,0 +1,184 @@
+"""The ModelDeployment spec as typed, immutable Python objects.
+
+The CRD in `crds/modeldeployment.yaml` is the one source of the schema: `rayship.manifest`
+validates a document against it (and its CEL rules) before `from_dict` here turns the validated
+dict into these dataclasses. Field names are the CRD's camelCase names in snake_case, which a
+test checks both ways so the two cannot drift.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import re
+import types
+import typing
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+ModelFormat = Literal["onnx", "pytorch", "python"]
+
+
+@dataclass(frozen=True)
+class TensorDecl:
+    """A tensor the user declares (needed where the artifact carries no metadata)."""
+
+    name: str
+    datatype: str
+    shape: tuple[int, ...]
+
+
+@dataclass(frozen=True)
+class OnnxOptions:
+    """How to load an ONNX export from a version folder."""
+
+    file: str = "model.onnx"
+    intra_op_threads: int = 0
+
+
+@dataclass(frozen=True)
+class PytorchOptions:
+    """A `state_dict` plus the class that owns it, or a TorchScript archive when no class."""
+
+    file: str = "model.pt"
+    model_class: str | None = None
+    init_args: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class PythonOptions:
+    """A user class (`module:Class`) with `load(path)` and `predict(inputs)`."""
+
+    predictor_class: str
+
+
+@dataclass(frozen=True)
+class ModelSpec:
+    """What to serve: the V2 model name, its runtime and where its versions live."""
+
+    format: ModelFormat
+    storage_uri: str
+    name: str | None = None
+    version: str = "latest"
+    poll_interval_seconds: int = 60
+    onnx: OnnxOptions = field(default_factory=OnnxOptions)
+    pytorch: PytorchOptions = field(default_factory=PytorchOptions)
+    python: PythonOptions | None = None
+    inputs: tuple[TensorDecl, ...] = ()
+    outputs: tuple[TensorDecl, ...] = ()
+
+
+@dataclass(frozen=True)
+class SecretRef:
+    """A Secret in the ModelDeployment's namespace holding AWS-style credentials."""
+
+    name: str
+
+
+@dataclass(frozen=True)
+class StorageSpec:
+    """How to reach an S3-compatible store; empty means the standard AWS chain."""
+
+    endpoint_url: str | None = None
+    region: str | None = None
+    secret_ref: SecretRef | None = None
+
+
+@dataclass(frozen=True)
+class ResourceSpec:
+    """Per-replica resources, mapped onto Ray actor options."""
+
+    cpu: float = 1.0
+    memory: str | None = None
+    gpu: float = 0.0
+
+
+@dataclass(frozen=True)
+class AutoscalingSpec:
+    """Serve's autoscaling_config, in Kubernetes-style names."""
+
+    min_replicas: int = 1
+    max_replicas: int = 1
+    target_ongoing_requests: float = 2.0
+    upscale_delay_seconds: float = 30.0
+    downscale_delay_seconds: float = 600.0
+
+
+@dataclass(frozen=True)
+class BatchingSpec:
+    """Dynamic batching; absent means every request runs on its own."""
+
+    max_batch_size: int = 8
+    batch_wait_timeout_ms: float = 5.0
+
+
+@dataclass(frozen=True)
+class CanarySpec:
+    """A second live version that receives `percent` of the traffic."""
+
+    version: str
+    percent: int
+
+
+@dataclass(frozen=True)
+class RolloutSpec:
+    """How versions replace each other."""
+
+    canary: CanarySpec | None = None
+    readiness_deadline_seconds: int = 300
+    keep_previous_seconds: int = 600
+
+
+@dataclass(frozen=True)
+class RayClusterRef:
+    """A KubeRay RayCluster in the same namespace; absent means the operator's default."""
+
+    name: str
+
+
+@dataclass(frozen=True)
+class ModelDeploymentSpec:
+    """The whole `spec` of a ModelDeployment."""
+
+    model: ModelSpec
+    storage: StorageSpec = field(default_factory=StorageSpec)
+    resources: ResourceSpec = field(default_factory=ResourceSpec)
+    replicas: int = 1
+    max_ongoing_requests: int = 64
+    autoscaling: AutoscalingSpec | None = None
+    batching: BatchingSpec | None = None
+    rollout: RolloutSpec = field(default_factory=RolloutSpec)
+    ray_cluster: RayClusterRef | None = None
+
+
+def _snake(name: str) -> str:
+    """`storageUri` -> `storage_uri`: CRD field names to dataclass field names."""
+    return re.sub(r"(?<!^)(?=[A-Z])", "_", name).lower()
+
+
+def from_plain(hint: Any, value: Any) -> Any:
+    """Turn a schema-valid JSON value (camelCase or snake_case keys) into the type `hint` names."""
+    if dataclasses.is_dataclass(hint) and isinstance(hint, type):
+        hints = typing.get_type_hints(hint)
+        known = {f.name for f in dataclasses.fields(hint)}
+        kwargs = {
+            _snake(key): from_plain(hints[_snake(key)], item)
+            for key, item in value.items()
+            if _snake(key) in known
+        }
+        return hint(**kwargs)
+    origin = typing.get_origin(hint)
+    if origin in (types.UnionType, typing.Union):
+        options = [arg for arg in typing.get_args(hint) if arg is not type(None)]
+        return None if value is None else from_plain(options[0], value)
+    if origin is tuple:
+        item_hint = typing.get_args(hint)[0]
+        return tuple(from_plain(item_hint, item) for item in value)
+    if hint is float:
+        return float(value)
+    return value
+
+
+def spec_from_dict(spec: dict[str, Any]) -> ModelDeploymentSpec:
+    """Typed spec from a CRD-valid, defaulted `spec` dict (see `rayship.manifest.validate`)."""
+    converted: ModelDeploymentSpec = from_plain(ModelDeploymentSpec, spec)
+    return converted

@@ -1,0 +1,1 @@
+"""Shared pytest fixtures that start real parts (S3 server, Ray)."""

@@ -1,0 +1,142 @@
+"""ONNX Runtime: an `.onnx` export, which carries its own tensor names, types and shapes.
+
+The model's own metadata is what V2 clients see; declarations in the spec are optional and
+only checked against it, so a YAML that drifted from the export fails at load, not per request.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import onnxruntime as ort
+
+from rayship.spec import ModelSpec, TensorDecl
+from rayship_predictors.errors import BadRequest
+from rayship_predictors.runtimes.base import TensorSpec
+from rayship_predictors.runtimes.loader import RuntimeLoadError, describe
+from rayship_predictors.v2.datatypes import NUMPY_TO_V2
+
+log = logging.getLogger(__name__)
+
+CUDA = "CUDAExecutionProvider"
+CPU = "CPUExecutionProvider"
+
+# ONNX element type names (as in "tensor(float)") that are not also numpy dtype names.
+_ONNX_TO_NUMPY: dict[str, np.dtype[Any]] = {
+    "float": np.dtype(np.float32),
+    "double": np.dtype(np.float64),
+    "string": np.dtype(np.object_),
+}
+
+
+class OnnxRuntime:
+    """One `InferenceSession`, on CUDA when asked for and available, else on the CPU."""
+
+    platform = "onnxruntime_onnx"
+
+    def __init__(self, model: ModelSpec, model_dir: Path, use_gpu: bool) -> None:
+        path = model_dir / model.onnx.file
+        if not path.is_file():
+            raise RuntimeLoadError(f"onnx: {model.onnx.file} not found in {model_dir}")
+        options = ort.SessionOptions()
+        options.intra_op_num_threads = model.onnx.intra_op_threads  # 0: ORT picks
+        options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+        try:
+            self._session = ort.InferenceSession(
+                str(path), sess_options=options, providers=_providers(use_gpu)
+            )
+        except Exception as exc:
+            raise RuntimeLoadError(f"onnx: cannot load {path}: {describe(exc)}") from exc
+        self.inputs = [_tensor_spec(arg, path) for arg in self._session.get_inputs()]
+        self.outputs = [_tensor_spec(arg, path) for arg in self._session.get_outputs()]
+        _check_declared("spec.model.inputs", model.inputs, self.inputs, path)
+        _check_declared("spec.model.outputs", model.outputs, self.outputs, path)
+        self._output_names = [spec.name for spec in self.outputs]
+        self._bytes_inputs = {spec.name for spec in self.inputs if spec.datatype == "BYTES"}
+
+    @property
+    def providers(self) -> list[str]:
+        """The execution providers the session really uses, best first."""
+        return list(self._session.get_providers())
+
+    def infer(self, inputs: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
+        """Run the session; BYTES travel as `bytes`, ONNX strings as `str`, so convert both ways."""
+        feed = {
+            name: _utf8_to_str(name, array) if name in self._bytes_inputs else array
+            for name, array in inputs.items()
+        }
+        results = self._session.run(self._output_names, feed)
+        return {
+            name: _str_to_utf8(array) if array.dtype == np.object_ else array
+            for name, array in zip(self._output_names, results, strict=True)
+        }
+
+
+def _providers(use_gpu: bool) -> list[str]:
+    if not use_gpu:
+        return [CPU]
+    if CUDA in ort.get_available_providers():
+        return [CUDA, CPU]
+    log.warning("onnx: a GPU was requested but this onnxruntime has no %s; using the CPU", CUDA)
+    return [CPU]
+
+
+def _tensor_spec(arg: Any, path: Path) -> TensorSpec:
+    """V2 metadata for an `onnxruntime.NodeArg`; symbolic or unknown dimensions become -1."""
+    element = arg.type.removeprefix("tensor(").removesuffix(")")
+    try:
+        dtype: np.dtype[Any] = (
+            _ONNX_TO_NUMPY[element] if element in _ONNX_TO_NUMPY else np.dtype(element)
+        )
+        datatype = NUMPY_TO_V2[dtype]
+    except (TypeError, KeyError):
+        raise RuntimeLoadError(
+            f"onnx: {path} tensor {arg.name!r} has type {arg.type}, which V2 cannot carry"
+        ) from None
+    shape = tuple(dim if isinstance(dim, int) else -1 for dim in arg.shape)
+    return TensorSpec(arg.name, datatype, shape)
+
+
+def _check_declared(
+    field: str, declared: Sequence[TensorDecl], actual: Sequence[TensorSpec], path: Path
+) -> None:
+    """Fail when a declaration in the spec contradicts the model; no declaration is fine."""
+    if not declared:
+        return
+    by_name = {spec.name: spec for spec in actual}
+    if {decl.name for decl in declared} != set(by_name):
+        raise RuntimeLoadError(
+            f"onnx: {field} declares {sorted(d.name for d in declared)} but {path} has "
+            f"{sorted(by_name)}"
+        )
+    for decl in declared:
+        spec = by_name[decl.name]
+        if decl.datatype != spec.datatype or not _shapes_agree(decl.shape, spec.shape):
+            raise RuntimeLoadError(
+                f"onnx: {field} {decl.name!r} is {decl.datatype} {list(decl.shape)} but {path} "
+                f"has {spec.datatype} {list(spec.shape)}"
+            )
+
+
+def _shapes_agree(declared: Sequence[int], actual: Sequence[int]) -> bool:
+    return len(declared) == len(actual) and all(
+        a == b or -1 in (a, b) for a, b in zip(declared, actual, strict=True)
+    )
+
+
+def _utf8_to_str(name: str, array: np.ndarray) -> np.ndarray:
+    # onnxruntime would str() a bytes element into "b'...'" without complaint.
+    try:
+        text = [v.decode() if isinstance(v, bytes) else v for v in array.ravel()]
+    except UnicodeDecodeError:
+        raise BadRequest(f"input {name!r}: ONNX string tensors hold UTF-8 text") from None
+    return np.array(text, dtype=np.object_).reshape(array.shape)
+
+
+def _str_to_utf8(array: np.ndarray) -> np.ndarray:
+    encoded = [v.encode() if isinstance(v, str) else v for v in array.ravel()]
+    return np.array(encoded, dtype=np.object_).reshape(array.shape)

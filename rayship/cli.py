@@ -1,1 +1,75 @@
-"""Command line entry point (placeholder until the CLI lands)."""
+"""The `rayship` command.
+
+`rayship serve FILE...` is local mode: the same ModelDeployment YAML the operator reads, served
+on this machine's Ray until Ctrl-C.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import logging
+import signal
+import sys
+import threading
+from pathlib import Path
+from types import FrameType
+
+from rayship.dashboard import DashboardError
+from rayship.local import DeployFailed, LocalRay, deploy, routing_for
+from rayship.manifest import ManifestError, load_file
+from rayship.serveconfig import HttpOptions, model_route
+from rayship.storage import ModelStore, StorageError
+
+USER_ERRORS = (ManifestError, StorageError, DeployFailed, DashboardError, ValueError)
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="rayship", description=__doc__)
+    commands = parser.add_subparsers(dest="command", required=True)
+    serve = commands.add_parser("serve", help="serve ModelDeployment YAML locally (no Kubernetes)")
+    serve.add_argument("files", nargs="+", type=Path, help="ModelDeployment YAML files")
+    serve.add_argument("--host", default="127.0.0.1", help="address the V2 endpoint listens on")
+    serve.add_argument("--port", type=int, default=8000, help="port of the V2 endpoint")
+    serve.add_argument("--dashboard-port", type=int, default=0, help="Ray dashboard port (0: any)")
+    serve.add_argument("--timeout", type=float, default=300, help="seconds to wait for readiness")
+    return parser
+
+
+def serve_locally(args: argparse.Namespace) -> int:
+    """Deploy every model in the files, print their URLs, and serve until interrupted."""
+    deployments = [(path, md) for path in args.files for md in load_file(path)]
+    store = ModelStore()
+    routings = [routing_for(md, path.resolve().parent, store) for path, md in deployments]
+    stop = threading.Event()
+
+    def on_signal(signum: int, frame: FrameType | None) -> None:
+        stop.set()
+
+    signal.signal(signal.SIGTERM, on_signal)
+    with LocalRay(dashboard_port=args.dashboard_port) as dashboard:
+        deploy(dashboard, routings, HttpOptions(args.host, args.port), args.timeout)
+        for routing in routings:
+            split = ", ".join(f"{v} {p}%" for v, p in routing.traffic)
+            url = f"http://{args.host}:{args.port}{model_route(routing.model_name)}"
+            print(f"serving {routing.model_name} ({split}) at {url}", flush=True)
+        print("press Ctrl-C to stop", flush=True)
+        with contextlib.suppress(KeyboardInterrupt):
+            stop.wait()
+        print("stopping", flush=True)
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point of the `rayship` console script."""
+    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    args = _parser().parse_args(argv)
+    try:
+        return serve_locally(args)
+    except USER_ERRORS as error:
+        print(f"rayship: {error}", file=sys.stderr)
+        return 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,3 +1,3 @@
-"""Fixtures shared by every test: the real parts tests run against."""
+"""Fixtures that start real parts, shared by every test folder."""
 
-pytest_plugins = ["support.s3"]
+pytest_plugins = ["support.s3", "support.ray_cluster", "support.models"]

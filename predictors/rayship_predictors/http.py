@@ -1,0 +1,122 @@
+"""HTTP details of the V2 REST transport, kept apart from the data plane.
+
+Each Serve deployment declares its routes as a table (relative path -> method -> handler) and
+hands every request to `serve_http`, which reads the body under a size limit, parses the
+binary-extension header, dispatches, and turns any failure into a V2 error body.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from collections.abc import Awaitable, Callable, Mapping
+
+from starlette.requests import Request
+from starlette.responses import Response
+
+from rayship_predictors.dataplane import Reply
+from rayship_predictors.errors import BadRequest, InferenceError, NotFound
+
+logger = logging.getLogger(__name__)
+
+HEADER_LENGTH = "inference-header-content-length"
+DEFAULT_MAX_BODY_BYTES = 64 * 2**20
+
+Handler = Callable[[bytes, int | None], Awaitable[Reply]]
+RouteTable = Mapping[str, Mapping[str, Handler]]
+
+
+class PayloadTooLarge(InferenceError):
+    """The body is larger than RAYSHIP_MAX_REQUEST_BYTES (413)."""
+
+    status = 413
+
+
+def max_body_bytes() -> int:
+    """The request size limit: $RAYSHIP_MAX_REQUEST_BYTES, else 64 MiB.
+
+    Read when a deployment starts (not at import), so a replica's runtime_env decides it.
+    """
+    return int(os.environ.get("RAYSHIP_MAX_REQUEST_BYTES", DEFAULT_MAX_BODY_BYTES))
+
+
+def relative_path(request: Request) -> str:
+    """The path below the application's route prefix, without a trailing slash."""
+    path: str = request.scope.get("path", "")
+    root: str = request.scope.get("root_path", "")
+    if root and path.startswith(root):
+        path = path[len(root) :]
+    return path.rstrip("/")
+
+
+def header_length(value: str | None) -> int | None:
+    """The Inference-Header-Content-Length value, or None when the body is plain JSON."""
+    if value is None:
+        return None
+    try:
+        length = int(value)
+    except ValueError:
+        raise BadRequest(
+            f"Inference-Header-Content-Length must be an integer, got {value!r}"
+        ) from None
+    if length < 0:
+        raise BadRequest(f"Inference-Header-Content-Length must not be negative, got {length}")
+    return length
+
+
+async def read_body(request: Request, limit: int) -> bytes:
+    """The request body, refused early when it announces or reaches more than `limit` bytes."""
+    declared = request.headers.get("content-length")
+    if declared is not None and declared.isdigit() and int(declared) > limit:
+        raise PayloadTooLarge(f"request body of {declared} bytes exceeds {limit} bytes")
+    chunks = []
+    size = 0
+    async for chunk in request.stream():
+        size += len(chunk)
+        if size > limit:
+            raise PayloadTooLarge(f"request body exceeds {limit} bytes")
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
+def find_handler(routes: RouteTable, method: str, path: str) -> Handler:
+    """The handler for (method, path), or 404/405 as V2 errors."""
+    methods = routes.get(path)
+    if methods is None:
+        raise NotFound(f"no route {path or '/'}")
+    handler = methods.get(method)
+    if handler is None:
+        raise MethodNotAllowed(f"{method} not allowed on {path or '/'}; use {', '.join(methods)}")
+    return handler
+
+
+class MethodNotAllowed(InferenceError):
+    """A known route called with the wrong method (405)."""
+
+    status = 405
+
+
+def to_response(reply: Reply) -> Response:
+    """A Starlette response for a data-plane reply."""
+    headers = {}
+    if reply.header_length is not None:
+        headers["Inference-Header-Content-Length"] = str(reply.header_length)
+    return Response(reply.body, reply.status, headers=headers, media_type=reply.content_type)
+
+
+async def serve_http(
+    request: Request,
+    dispatch: Callable[[str, str, bytes, int | None], Awaitable[Reply]],
+    body_limit: int,
+) -> Response:
+    """Run one HTTP request through `dispatch`, mapping every failure to a V2 error body."""
+    try:
+        body = await read_body(request, body_limit) if request.method in ("POST", "PUT") else b""
+        length = header_length(request.headers.get(HEADER_LENGTH))
+        reply = await dispatch(request.method, relative_path(request), body, length)
+    except InferenceError as error:
+        reply = Reply.error(error)
+    except Exception:
+        logger.exception("unexpected failure serving %s %s", request.method, request.url.path)
+        reply = Reply.error(InferenceError("internal error; see the replica's log"))
+    return to_response(reply)

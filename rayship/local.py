@@ -1,0 +1,147 @@
+"""Local mode: serve ModelDeployment YAML on this machine, no Kubernetes.
+
+It runs the operator's path on a local Ray: resolve each model's version in storage, compose
+the whole Serve config (`rayship.serveconfig`), PUT it to the local dashboard and wait until
+every application runs. A `file:` URI without `//` (for example `file:models/iris`) is taken
+relative to the YAML file, so examples work from any working directory.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import socket
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from types import TracebackType
+
+from rayship.dashboard import DashboardError, ServeDashboard
+from rayship.manifest import ModelDeployment
+from rayship.serveconfig import HttpOptions, LiveVersion, ModelRouting, compose, version_app_name
+from rayship.status import app_states
+from rayship.storage import ModelStore
+
+logger = logging.getLogger(__name__)
+
+# Logical CPUs for the local Ray: replicas reserve CPUs for scheduling, and a laptop with two
+# cores should still hold a model with a canary beside it. Real CPU use is unaffected.
+LOCAL_LOGICAL_CPUS = max(os.cpu_count() or 1, 16)
+
+
+class DeployFailed(RuntimeError):
+    """An application failed to deploy; the message carries Serve's reason."""
+
+
+def free_port() -> int:
+    """A free TCP port on loopback."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port: int = probe.getsockname()[1]
+        return port
+
+
+def absolute_storage_uri(uri: str, base_dir: Path) -> str:
+    """`file:rel/path` resolved against `base_dir`; every other URI unchanged."""
+    if uri.startswith("file:") and not uri.startswith("file://"):
+        return (base_dir / uri[len("file:") :]).resolve().as_uri()
+    return uri
+
+
+def routing_for(deployment: ModelDeployment, base_dir: Path, store: ModelStore) -> ModelRouting:
+    """Resolve the serving (and canary) versions of one model and route traffic to them."""
+    model = deployment.spec.model
+    uri = absolute_storage_uri(model.storage_uri, base_dir)
+    main = store.resolve(uri, model.version)
+    live = [LiveVersion(main.version, main.digest)]
+    traffic = [(main.version, 100)]
+    canary = deployment.spec.rollout.canary
+    if canary is not None and canary.version != main.version:
+        resolved = store.resolve(uri, canary.version)
+        live.append(LiveVersion(resolved.version, resolved.digest))
+        traffic = [(main.version, 100 - canary.percent), (resolved.version, canary.percent)]
+    return ModelRouting(deployment, tuple(live), tuple(traffic), storage_uri=uri)
+
+
+def wait_running(dashboard: ServeDashboard, names: list[str], timeout_s: float) -> None:
+    """Block until every named application runs; DeployFailed as soon as one fails."""
+    deadline = time.monotonic() + timeout_s
+    while True:
+        states = app_states(dashboard.applications())
+        failed = {name: states[name] for name in names if name in states and states[name].failed}
+        if failed:
+            reasons = "\n".join(f"{name}: {state.message}" for name, state in failed.items())
+            raise DeployFailed(f"deployment failed:\n{reasons}")
+        if all(name in states and states[name].running for name in names):
+            return
+        if time.monotonic() > deadline:
+            waiting = [name for name in names if not (name in states and states[name].running)]
+            raise DeployFailed(f"not running after {timeout_s:.0f}s: {', '.join(waiting)}")
+        time.sleep(0.5)
+
+
+def app_names(routings: list[ModelRouting]) -> list[str]:
+    """Every application the composed config creates for `routings`."""
+    names = []
+    for routing in routings:
+        names.append(routing.model_name)
+        names += [version_app_name(routing.model_name, live.version) for live in routing.live]
+    return names
+
+
+def deploy(
+    dashboard: ServeDashboard, routings: list[ModelRouting], http: HttpOptions, timeout_s: float
+) -> None:
+    """PUT the composed config and wait until it serves."""
+    dashboard.put_config(compose(routings, http))
+    wait_running(dashboard, app_names(routings), timeout_s)
+
+
+@dataclass
+class LocalRay:
+    """A Ray head on this machine with its dashboard on loopback, owned by this process."""
+
+    dashboard_port: int = 0
+    num_cpus: int = LOCAL_LOGICAL_CPUS
+
+    def __enter__(self) -> ServeDashboard:
+        import ray
+
+        port = self.dashboard_port or free_port()
+        ray.init(
+            num_cpus=self.num_cpus,
+            include_dashboard=True,
+            dashboard_host="127.0.0.1",
+            dashboard_port=port,
+            logging_level=logging.WARNING,
+        )
+        dashboard = ServeDashboard(f"http://127.0.0.1:{port}")
+        _wait_dashboard(dashboard, timeout_s=60)
+        return dashboard
+
+    def __exit__(
+        self,
+        kind: type[BaseException] | None,
+        error: BaseException | None,
+        trace: TracebackType | None,
+    ) -> None:
+        import ray
+        from ray import serve
+
+        try:
+            serve.shutdown()
+        finally:
+            ray.shutdown()
+
+
+def _wait_dashboard(dashboard: ServeDashboard, timeout_s: float) -> None:
+    """The dashboard's HTTP server comes up a little after ray.init returns."""
+    deadline = time.monotonic() + timeout_s
+    while True:
+        try:
+            dashboard.applications()
+            return
+        except DashboardError:
+            if time.monotonic() > deadline:
+                raise
+            time.sleep(0.5)

@@ -1,0 +1,120 @@
+"""The Serve config composed for a cluster: routes, traffic in user_config, resources."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from rayship import manifest
+from rayship.serveconfig import (
+    HttpOptions,
+    LiveVersion,
+    ModelRouting,
+    compose,
+    config_hash,
+    memory_bytes,
+)
+
+
+def routing(
+    name: str, live: list[str], traffic: list[tuple[str, int]], **spec: Any
+) -> ModelRouting:
+    body: dict[str, Any] = {"model": {"format": "onnx", "storageUri": f"s3://m/{name}"}, **spec}
+    md = manifest.parse(
+        {
+            "apiVersion": "serving.rayship.io/v1alpha1",
+            "kind": "ModelDeployment",
+            "metadata": {"name": name},
+            "spec": body,
+        }
+    )
+    return ModelRouting(md, tuple(LiveVersion(v, f"sha256:{v}") for v in live), tuple(traffic))
+
+
+def apps(config: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    return {app["name"]: app for app in config["applications"]}
+
+
+def test_each_version_and_model_gets_an_application_at_kserve_urls() -> None:
+    config = compose([routing("iris", ["1", "2"], [("1", 90), ("2", 10)])])
+    by_name = apps(config)
+    assert set(by_name) == {"rayship", "iris", "iris@1", "iris@2"}
+    assert by_name["rayship"]["route_prefix"] == "/v2"
+    assert by_name["iris"]["route_prefix"] == "/v2/models/iris"
+    assert by_name["iris@2"]["route_prefix"] == "/v2/models/iris/versions/2"
+    assert by_name["iris@2"]["args"]["version"] == "2"
+    assert by_name["iris@2"]["args"]["digest"] == "sha256:2"
+
+
+def test_traffic_travels_in_the_ingress_user_config() -> None:
+    by_name = apps(compose([routing("iris", ["1", "2"], [("1", 90), ("2", 10)])]))
+    ingress = by_name["iris"]["deployments"][0]
+    assert ingress["user_config"] == {
+        "versions": {"1": "iris@1", "2": "iris@2"},
+        "traffic": [["1", 90], ["2", 10]],
+    }
+    assert ingress["ray_actor_options"] == {"num_cpus": 0}
+
+
+def test_moving_traffic_changes_only_the_ingress() -> None:
+    before = apps(compose([routing("iris", ["1", "2"], [("1", 100)])]))
+    after = apps(compose([routing("iris", ["1", "2"], [("2", 100)])]))
+    assert before["iris@1"] == after["iris@1"]
+    assert before["iris@2"] == after["iris@2"]
+    assert before["iris"] != after["iris"]
+
+
+def test_resources_and_autoscaling_become_serve_options() -> None:
+    model = routing(
+        "big",
+        ["1"],
+        [("1", 100)],
+        resources={"cpu": 2, "gpu": 0.5, "memory": "1Gi"},
+        autoscaling={"minReplicas": 0, "maxReplicas": 5, "targetOngoingRequests": 4},
+        maxOngoingRequests=8,
+    )
+    deployment = apps(compose([model]))["big@1"]["deployments"][0]
+    assert deployment["ray_actor_options"] == {"num_cpus": 2.0, "num_gpus": 0.5, "memory": 2**30}
+    assert deployment["max_ongoing_requests"] == 8
+    assert deployment["autoscaling_config"]["min_replicas"] == 0
+    assert deployment["autoscaling_config"]["max_replicas"] == 5
+    assert deployment["autoscaling_config"]["target_ongoing_requests"] == 4.0
+    assert "num_replicas" not in deployment
+
+
+def test_fixed_replicas_without_autoscaling() -> None:
+    deployment = apps(compose([routing("m", ["1"], [("1", 100)], replicas=3)]))["m@1"]
+    assert deployment["deployments"][0]["num_replicas"] == 3
+    assert "num_gpus" not in deployment["deployments"][0]["ray_actor_options"]
+
+
+def test_server_app_knows_every_model_and_http_options_apply() -> None:
+    config = compose(
+        [routing("b", ["1"], [("1", 100)]), routing("a", ["1"], [("1", 100)])],
+        HttpOptions("127.0.0.1", 8123),
+    )
+    assert config["http_options"] == {"host": "127.0.0.1", "port": 8123}
+    server = apps(config)["rayship"]["deployments"][0]
+    assert server["user_config"] == {"models": ["a", "b"]}
+
+
+def test_hash_is_stable_and_sensitive() -> None:
+    one = compose([routing("iris", ["1"], [("1", 100)])])
+    again = compose([routing("iris", ["1"], [("1", 100)])])
+    other = compose([routing("iris", ["1", "2"], [("1", 100)])])
+    assert config_hash(one) == config_hash(again)
+    assert config_hash(one) != config_hash(other)
+
+
+@pytest.mark.parametrize(
+    ("quantity", "expected"),
+    [("512", 512), ("1Ki", 1024), ("2Gi", 2 * 2**30), ("1.5G", 1_500_000_000), ("3M", 3_000_000)],
+)
+def test_memory_quantities(quantity: str, expected: int) -> None:
+    assert memory_bytes(quantity) == expected
+
+
+def test_bad_memory_quantity_names_the_field() -> None:
+    with pytest.raises(ValueError, match=r"spec\.resources\.memory"):
+        memory_bytes("two gigs")

@@ -18,7 +18,7 @@
 # Environment:
 #   RAYSHIP_CACHE        cache root (default ~/.cache/rayship)
 #   RAYSHIP_BUILD_JOBS   go build -p (default 2)
-#   KUBECTL              use this kubectl and build none
+#   RAYSHIP_KUBECTL      use this kubectl and build none
 #   GO                   go command (default: go on PATH, else /usr/local/go/bin/go)
 set -Eeuo pipefail
 
@@ -30,6 +30,11 @@ CACHE="${RAYSHIP_CACHE:-$HOME/.cache/rayship}"
 BIN="$CACHE/bin"
 WORK="$CACHE/build"
 mkdir -p "$BIN" "$WORK"
+# One build at a time per cache (parallel pytest workers, a developer's shell).
+if command -v flock >/dev/null; then
+    exec 9>"$CACHE/build.lock"
+    flock 9
+fi
 LOG="$(mktemp "${TMPDIR:-/tmp}/rayship-build.XXXXXX")"
 
 STEP="setup"
@@ -74,13 +79,26 @@ export GOFLAGS="-buildvcs=false -trimpath -p=${RAYSHIP_BUILD_JOBS:-2}"
 log "using $("$GO" version) ; cache $CACHE"
 
 KUBE_MINOR="$(cut -d. -f2 <<<"$KUBE_VERSION")"
-STAGING_VERSION="v0.${KUBE_VERSION#v1.}"   # v1.34.12 -> v0.34.12
+STAGING_VERSION="v0.${KUBE_VERSION#v1.}"   # e.g. v1.34.10 -> v0.34.10
 
 # Print the value of a string field of `go mod download -json` output.
 json_field() { sed -n "s/^[[:space:]]*\"$1\": \"\(.*\)\",\{0,1\}\$/\1/p" | head -n 1; }
 
+# A string field of a module's .info file from the proxy (Time; Origin's Hash
+# when the proxy records it), or nothing.
+info_field() { sed -n "s/.*\"$1\": *\"\([^\"]*\)\".*/\1/p" "$2" 2>/dev/null | head -n 1; }
+
 # Download module@version (outside any module); print its JSON description.
-mod_download() { (cd "$WORK" && GOFLAGS= "$GO" mod download -json "$1"); }
+# `go mod download -json` reports errors in the JSON "Error" field.
+mod_download() {
+    local json rc=0
+    json="$(cd "$WORK" && GOFLAGS= "$GO" mod download -json "$1")" || rc=$?
+    printf '%s\n' "$json"
+    if [ "$rc" -ne 0 ]; then
+        printf 'go mod download %s: %s\n' "$1" "$(json_field Error <<<"$json")" >>"$LOG"
+        return "$rc"
+    fi
+}
 
 # ---------------------------------------------------------------- checks of cached binaries
 kube_apiserver_ok() { [ -x "$1" ] && [ "$("$1" --version 2>/dev/null)" = "Kubernetes $KUBE_VERSION" ]; }
@@ -93,9 +111,9 @@ helm_ok() { [ -x "$1" ] && [ "$("$1" version --template '{{.Version}}' 2>/dev/nu
 # API server (kubectl's supported skew), else one built with kube-apiserver.
 KUBECTL_OUT="$BIN/$KUBE_VERSION/kubectl"
 step "kubectl: choose"
-if [ -n "${KUBECTL:-}" ]; then
-    KUBECTL_PATH="$KUBECTL"
-    log "using KUBECTL=$KUBECTL_PATH"
+if [ -n "${RAYSHIP_KUBECTL:-}" ]; then
+    KUBECTL_PATH="$RAYSHIP_KUBECTL"
+    log "using RAYSHIP_KUBECTL=$KUBECTL_PATH"
 elif kubectl_ok "$KUBECTL_OUT"; then
     KUBECTL_PATH="$KUBECTL_OUT"
 else
@@ -121,10 +139,10 @@ if kube_apiserver_ok "$APISERVER_OUT" && [ -n "$KUBECTL_PATH" ]; then
 else
     step "kube-apiserver: download k8s.io/kubernetes@$KUBE_VERSION"
     info="$(mod_download "k8s.io/kubernetes@$KUBE_VERSION" 2>>"$LOG")" \
-        || fail "go mod download k8s.io/kubernetes@$KUBE_VERSION failed (is the Go module proxy reachable? GOPROXY=$("$GO" env GOPROXY))"
+        || fail "could not download k8s.io/kubernetes@$KUBE_VERSION (GOPROXY=$("$GO" env GOPROXY), GOSUMDB=$("$GO" env GOSUMDB))"
     upstream_mod="$(json_field GoMod <<<"$info")"
-    git_commit="$(json_field Hash <<<"$info")"
-    build_date="$(json_field Time <<<"$info")"
+    git_commit="$(info_field Hash "$(json_field Info <<<"$info")")"
+    build_date="$(info_field Time "$(json_field Info <<<"$info")")"
     [ -f "$upstream_mod" ] || fail "no go.mod for k8s.io/kubernetes@$KUBE_VERSION in: $info"
 
     step "kube-apiserver: generate wrapper module"
@@ -225,9 +243,9 @@ else
     major="$(cut -d. -f1 <<<"$HELM_VERSION")"   # v3
     mod="helm.sh/helm/$major"
     step "helm: download $mod@$HELM_VERSION"
-    info="$(mod_download "$mod@$HELM_VERSION" 2>>"$LOG")" || fail "go mod download $mod@$HELM_VERSION failed"
+    info="$(mod_download "$mod@$HELM_VERSION" 2>>"$LOG")" || fail "could not download $mod@$HELM_VERSION (GOPROXY=$("$GO" env GOPROXY), GOSUMDB=$("$GO" env GOSUMDB))"
     helm_mod="$(json_field GoMod <<<"$info")"
-    helm_commit="$(json_field Hash <<<"$info")"
+    helm_commit="$(info_field Hash "$(json_field Info <<<"$info")")"
     # helm's release builds stamp the Kubernetes version of their client-go
     # (v0.Y.Z -> 1.Y) as the default for `helm template` and `helm lint`.
     client_go="$(awk '$1 == "k8s.io/client-go" { print $2; exit }' "$helm_mod")"

@@ -1,0 +1,650 @@
+"""The Helm chart helm/rayship: lint, render, install, upgrade, uninstall, schema and RBAC.
+
+Everything runs the pinned helm and kubectl against the real kube-apiserver. Pods never run
+there, so nothing waits for the operator Deployment to become ready; the RBAC test instead runs
+the operator here, as the chart's ServiceAccount (a real token from the TokenRequest API), and
+drives a ModelDeployment to Ready on the session's local Ray.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import secrets
+import time
+import tomllib
+import urllib.request
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any, TypeVar
+
+import pytest
+import yaml
+
+from controlplane.cluster import ControlPlane, Tools
+from rayship.spec import RayClusterRef
+from rayship_operator.clusters import cluster_for
+from rayship_operator.settings import OperatorSettings
+from support.operator_process import run_operator
+from support.ray_cluster import ServeCluster
+from support.s3 import S3Server
+
+pytestmark = pytest.mark.kube
+
+REPO = Path(__file__).resolve().parents[2]
+CHART = REPO / "helm" / "rayship"
+CRD_FILE = REPO / "crds" / "modeldeployment.yaml"
+RAYCLUSTER_API = "ray.io/v1/RayCluster"
+INSTANCE_TYPE = "node\\.kubernetes\\.io/instance-type"  # a label key, dots escaped for --set
+
+Doc = dict[str, Any]
+T = TypeVar("T")
+
+
+# ---------------------------------------------------------------- helpers
+def render(plane: ControlPlane, *args: str, release: str = "rayship") -> list[Doc]:
+    """`helm template` with extra arguments, parsed; fails on any helm error."""
+    out = plane.helm("template", release, str(CHART), "--namespace", "rayship-system", *args)
+    return [doc for doc in yaml.safe_load_all(out.stdout) if doc]
+
+
+def index(docs: list[Doc]) -> dict[tuple[str, str], Doc]:
+    """Documents by (kind, name); for documents whose names are unique."""
+    return {(d["kind"], d["metadata"]["name"]): d for d in docs}
+
+
+def one(docs: list[Doc], kind: str) -> Doc:
+    (found,) = [d for d in docs if d["kind"] == kind]
+    return found
+
+
+def container_env(deployment: Doc) -> dict[str, Any]:
+    """The operator container's env: plain values as strings, valueFrom as its dict."""
+    (container,) = deployment["spec"]["template"]["spec"]["containers"]
+    return {e["name"]: e.get("value", e.get("valueFrom")) for e in container.get("env", [])}
+
+
+def rules(role: Doc) -> set[tuple[str, str, str, tuple[str, ...]]]:
+    """(apiGroup, resource, verb, resourceNames) of every rule, flattened."""
+    return {
+        (group, resource, verb, tuple(rule.get("resourceNames", ())))
+        for rule in role["rules"]
+        for group in rule["apiGroups"]
+        for resource in rule["resources"]
+        for verb in rule["verbs"]
+    }
+
+
+WATCH_RULES = {
+    ("serving.rayship.io", "modeldeployments", "list", ()),
+    ("serving.rayship.io", "modeldeployments", "watch", ()),
+    ("serving.rayship.io", "modeldeployments", "patch", ()),
+    ("serving.rayship.io", "modeldeployments/status", "patch", ()),
+    ("", "events", "create", ()),
+    ("", "secrets", "get", ()),
+}
+CRD_RULES = {
+    ("apiextensions.k8s.io", "customresourcedefinitions", "list", ()),
+    ("apiextensions.k8s.io", "customresourcedefinitions", "watch", ()),
+}
+
+
+def eventually(probe: Callable[[], T], *, timeout_s: float = 30, what: str = "") -> T:
+    deadline = time.monotonic() + timeout_s
+    result = probe()
+    while not result and time.monotonic() < deadline:
+        time.sleep(0.2)
+        result = probe()
+    assert result, f"not within {timeout_s}s: {what} (last: {result!r})"
+    return result
+
+
+def get_json(plane: ControlPlane, *args: str) -> Doc:
+    found: Doc = json.loads(plane.kubectl("get", *args, "-o", "json").stdout)
+    return found
+
+
+def exists(plane: ControlPlane, *args: str) -> bool:
+    return plane.kubectl("get", *args, check=False).returncode == 0
+
+
+def suffix() -> str:
+    return secrets.token_hex(3)
+
+
+# ---------------------------------------------------------------- lint and the CRD
+def test_lint_is_clean(control_plane: ControlPlane) -> None:
+    for extra in ([], ["--set", "operator.watchNamespaces={a,b}", "--set", "operator.peering=p"]):
+        out = control_plane.helm("lint", "--strict", str(CHART), *extra)
+        assert "0 chart(s) failed" in out.stdout
+        assert "[WARNING]" not in out.stdout
+        assert "[ERROR]" not in out.stdout
+
+
+def test_the_chart_ships_crds_modeldeployment_yaml_itself(control_plane: ControlPlane) -> None:
+    """One source: the chart's CRD is a link to crds/, and helm reads exactly that file."""
+    link = CHART / "crds" / "modeldeployment.yaml"
+    assert link.is_symlink()
+    assert link.resolve() == CRD_FILE.resolve()
+    assert control_plane.helm("show", "crds", str(CHART)).stdout.strip() == (
+        CRD_FILE.read_text().strip()
+    )
+    crds = [
+        d
+        for d in render(control_plane, "--include-crds")
+        if d["kind"] == "CustomResourceDefinition"
+    ]
+    assert crds == [yaml.safe_load(CRD_FILE.read_text())]
+    # without --include-crds the CRD is not a template: helm never upgrades or deletes it
+    assert not [d for d in render(control_plane) if d["kind"] == "CustomResourceDefinition"]
+
+
+# ---------------------------------------------------------------- what the templates render
+def test_default_install_objects(control_plane: ControlPlane) -> None:
+    docs = render(control_plane)
+    assert sorted(index(docs)) == [
+        ("ClusterRole", "rayship-operator"),
+        ("ClusterRoleBinding", "rayship-operator"),
+        ("Deployment", "rayship-operator"),
+        ("ServiceAccount", "rayship-operator"),
+    ]
+    assert all(d["metadata"].get("namespace", "rayship-system") == "rayship-system" for d in docs)
+
+
+def test_deployment_runs_one_locked_down_operator(control_plane: ControlPlane) -> None:
+    deployment = one(render(control_plane), "Deployment")
+    spec = deployment["spec"]
+    assert spec["replicas"] == 1
+    assert spec["strategy"] == {"type": "Recreate"}  # never two standalone operators at once
+    pod = spec["template"]["spec"]
+    assert spec["selector"]["matchLabels"].items() <= spec["template"]["metadata"]["labels"].items()
+    assert pod["serviceAccountName"] == "rayship-operator"
+    assert pod["securityContext"]["runAsNonRoot"] is True
+    assert pod["securityContext"]["runAsUser"] != 0
+    (container,) = pod["containers"]
+    assert container["image"] == "ghcr.io/rayship/rayship-operator:0.1.0"
+    assert container["command"] == ["python", "-m", "rayship_operator"]
+    security = container["securityContext"]
+    assert security["readOnlyRootFilesystem"] is True
+    assert security["allowPrivilegeEscalation"] is False
+    assert security["privileged"] is False
+    assert security["capabilities"]["drop"] == ["ALL"]
+    # kopf's liveness endpoint, fixed at :8080/healthz by rayship_operator.__main__
+    assert container["ports"] == [{"name": "health", "containerPort": 8080, "protocol": "TCP"}]
+    for probe in ("livenessProbe", "readinessProbe"):
+        assert container[probe]["httpGet"] == {"path": "/healthz", "port": "health"}
+    assert container["resources"]["limits"]["memory"]
+    # the read-only root gets a writable /tmp and nothing else
+    assert container["volumeMounts"] == [{"name": "tmp", "mountPath": "/tmp"}]
+    assert "emptyDir" in pod["volumes"][0]
+
+
+def test_every_operator_setting_is_a_chart_value(control_plane: ControlPlane) -> None:
+    """The env the chart writes is what OperatorSettings.from_env reads, value for value."""
+    docs = render(
+        control_plane,
+        "--set", "ray.dashboard=http://ray.example:8265",
+        "--set", "ray.serveUrl=http://ray.example:8000",
+        "--set", "ray.serveHttpHost=127.0.0.1",
+        "--set", "ray.kuberayDashboardPort=9265",
+        "--set", "ray.kuberayServePort=9000",
+        "--set-json", "operator.reconcileSeconds=2.5",
+        "--set", "operator.clusterDomain=cluster.example",
+        "--set", "operator.watchNamespaces={team-a,team-b}",
+        "--set", "operator.peering=rayship",
+        "--set", "operator.logLevel=DEBUG",
+        "--set", "s3.endpoint=http://minio.storage:9000",
+        "--set", "s3.region=eu-west-1",
+    )  # fmt: skip
+    env = container_env(one(docs, "Deployment"))
+    read = set(
+        re.findall(
+            r'"(RAYSHIP_[A-Z0-9_]+)"', (REPO / "operator/rayship_operator/settings.py").read_text()
+        )
+    )
+    assert read  # the settings module names its variables
+    assert read | {"RAYSHIP_LOG_LEVEL"} == {name for name in env if name.startswith("RAYSHIP_")}
+    assert OperatorSettings.from_env(env) == OperatorSettings(
+        default_dashboard="http://ray.example:8265",
+        default_serve_url="http://ray.example:8000",
+        serve_http_host="127.0.0.1",
+        reconcile_seconds=2.5,
+        cluster_domain="cluster.example",
+        dashboard_port=9265,
+        serve_port=9000,
+        s3_endpoint="http://minio.storage:9000",
+        s3_region="eu-west-1",
+        namespaces=("team-a", "team-b"),
+        peering="rayship",
+    )
+    assert env["RAYSHIP_LOG_LEVEL"] == "DEBUG"
+    # defaults: no default cluster, no S3 overrides, cluster-wide, standalone
+    defaults = OperatorSettings.from_env(container_env(one(render(control_plane), "Deployment")))
+    assert (defaults.namespaces, defaults.peering, defaults.s3_endpoint) == ((), None, None)
+
+
+def test_ray_auth_token_comes_from_a_secret(control_plane: ControlPlane) -> None:
+    docs = render(control_plane, "--set", "ray.authTokenSecret.name=ray-token")
+    env = container_env(one(docs, "Deployment"))
+    assert env["RAY_AUTH_TOKEN"] == {"secretKeyRef": {"name": "ray-token", "key": "token"}}
+    assert "RAY_AUTH_TOKEN" not in container_env(one(render(control_plane), "Deployment"))
+
+
+def test_cluster_wide_rbac_is_exactly_what_the_operator_uses(control_plane: ControlPlane) -> None:
+    objects = index(render(control_plane))
+    assert rules(objects["ClusterRole", "rayship-operator"]) == WATCH_RULES | CRD_RULES
+    binding = objects["ClusterRoleBinding", "rayship-operator"]
+    assert binding["roleRef"]["name"] == "rayship-operator"
+    assert binding["subjects"] == [
+        {"kind": "ServiceAccount", "name": "rayship-operator", "namespace": "rayship-system"}
+    ]
+
+
+def test_namespaced_rbac_uses_roles_per_watched_namespace(control_plane: ControlPlane) -> None:
+    docs = render(control_plane, "--set", "operator.watchNamespaces={team-a,team-b}")
+    objects = index(docs)
+    roles = [d for d in docs if d["kind"] == "Role"]
+    assert sorted(r["metadata"]["namespace"] for r in roles) == ["team-a", "team-b"]
+    assert all(rules(r) == WATCH_RULES for r in roles)
+    bindings = [d for d in docs if d["kind"] == "RoleBinding"]
+    assert sorted(b["metadata"]["namespace"] for b in bindings) == ["team-a", "team-b"]
+    # the only cluster-scoped rights: kopf's reads of CRDs and namespaces
+    assert rules(objects["ClusterRole", "rayship-operator-discovery"]) == CRD_RULES | {
+        ("", "namespaces", "list", ()),
+        ("", "namespaces", "watch", ()),
+    }
+    assert ("ClusterRole", "rayship-operator") not in objects
+
+    kinds = {
+        d["kind"]
+        for d in render(
+            control_plane,
+            "--set",
+            "operator.watchNamespaces={team-a}",
+            "--set",
+            "rbac.clusterDiscovery=false",
+        )
+    }
+    assert kinds == {"ServiceAccount", "Deployment", "Role", "RoleBinding"}
+
+
+def test_secret_access_can_be_narrowed_or_removed(control_plane: ControlPlane) -> None:
+    narrowed = one(
+        render(control_plane, "--set", "rbac.secrets.resourceNames={s3-credentials}"), "ClusterRole"
+    )
+    assert ("", "secrets", "get", ("s3-credentials",)) in rules(narrowed)
+    assert not [r for r in rules(narrowed) if r[1] == "secrets" and not r[3]]
+    removed = one(render(control_plane, "--set", "rbac.secrets.enabled=false"), "ClusterRole")
+    assert not [r for r in rules(removed) if r[1] == "secrets"]
+
+
+def test_peering_allows_replicas_and_grants_peering_objects(control_plane: ControlPlane) -> None:
+    docs = render(control_plane, "--set", "replicaCount=2", "--set", "operator.peering=rayship")
+    deployment = one(docs, "Deployment")
+    assert deployment["spec"]["replicas"] == 2
+    assert deployment["spec"]["strategy"]["type"] == "RollingUpdate"
+    assert ("kopf.dev", "clusterkopfpeerings", "patch", ()) in rules(one(docs, "ClusterRole"))
+    namespaced = render(
+        control_plane, "--set", "operator.peering=p", "--set", "operator.watchNamespaces={a}"
+    )
+    assert ("kopf.dev", "kopfpeerings", "patch", ()) in rules(one(namespaced, "Role"))
+
+
+def test_optional_raycluster_with_gpu_workers_and_autoscaler(control_plane: ControlPlane) -> None:
+    assert not [d for d in render(control_plane) if d["kind"] == "RayCluster"]
+    docs = render(
+        control_plane,
+        "--api-versions", RAYCLUSTER_API,
+        "--set", "rayCluster.enabled=true",
+        "--set", "rayCluster.gpuWorkers.gpus=2",
+        "--set", f"rayCluster.gpuWorkers.nodeSelector.{INSTANCE_TYPE}=g5.xlarge",
+        "--set", "ray.authTokenSecret.name=ray-token",
+    )  # fmt: skip
+    cluster = one(docs, "RayCluster")
+    assert cluster["apiVersion"] == "ray.io/v1"
+    spec = cluster["spec"]
+    pins = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]["dependencies"]
+    assert f"ray[serve]=={spec['rayVersion']}" in pins
+    assert spec["enableInTreeAutoscaling"] is True
+    assert spec["autoscalerOptions"]["upscalingMode"] == "Default"
+    head = spec["headGroupSpec"]
+    assert head["rayStartParams"]["num-gpus"] == "0"
+    (head_container,) = head["template"]["spec"]["containers"]
+    assert head_container["image"] == "ghcr.io/rayship/rayship-predictor:0.1.0"
+    assert "nvidia.com/gpu" not in head_container["resources"].get("limits", {})
+    assert {p["name"]: p["containerPort"] for p in head_container["ports"]}["serve"] == 8000
+    groups = {g["groupName"]: g for g in spec["workerGroupSpecs"]}
+    gpu = groups["gpu"]
+    assert (gpu["minReplicas"], gpu["maxReplicas"]) == (0, 2)
+    pod = gpu["template"]["spec"]
+    (worker,) = pod["containers"]
+    assert worker["image"] == "ghcr.io/rayship/rayship-predictor:0.1.0-gpu"
+    assert worker["resources"]["limits"]["nvidia.com/gpu"] == 2
+    assert {"key": "nvidia.com/gpu", "operator": "Exists", "effect": "NoSchedule"} in pod[
+        "tolerations"
+    ]
+    assert pod["nodeSelector"] == {"node.kubernetes.io/instance-type": "g5.xlarge"}
+    assert worker["env"][0]["valueFrom"]["secretKeyRef"]["name"] == "ray-token"
+    assert (
+        "nvidia.com/gpu"
+        not in groups["cpu"]["template"]["spec"]["containers"][0]["resources"]["limits"]
+    )
+    # the operator's default cluster is this RayCluster, addressed as the operator addresses one
+    env = container_env(one(docs, "Deployment"))
+    expected = cluster_for(
+        "rayship-system", RayClusterRef(name=cluster["metadata"]["name"]), OperatorSettings()
+    )
+    assert (env["RAYSHIP_RAY_DASHBOARD"], env["RAYSHIP_SERVE_URL"]) == (
+        expected.dashboard,
+        expected.serve_url,
+    )
+
+
+@pytest.mark.parametrize(
+    ("values", "message"),
+    [
+        (["--set", "replicaCount=-1"], "at '/replicaCount': minimum: got -1, want 1"),
+        (["--set", "operator.logLevel=LOUD"], "at '/operator/logLevel': value must be one of"),
+        (["--set", "operator.watchNamespace=a"], "'watchNamespace' not allowed"),
+        (["--set", "operator.watchNamespaces={Team_A}"], "at '/operator/watchNamespaces/0'"),
+        (["--set", "ray.dashboard=ray-head:8265"], "at '/ray/dashboard'"),
+        (["--set", "image.pullPolicy=Sometimes"], "at '/image/pullPolicy'"),
+        (["--set", "rayCluster.gpuWorkers.gpus=0"], "at '/rayCluster/gpuWorkers/gpus'"),
+        (["--set", "replicaCount=2"], "replicaCount: 2 replicas need operator.peering"),
+        (["--set", "rayCluster.enabled=true"], "rayCluster.enabled: the cluster has no"),
+    ],
+)  # fmt: skip
+def test_bad_values_are_refused_naming_the_field(
+    control_plane: ControlPlane, values: list[str], message: str
+) -> None:
+    result = control_plane.helm("template", "rayship", str(CHART), *values, check=False)
+    assert result.returncode != 0
+    assert message in result.stderr
+
+
+# ---------------------------------------------------------------- install on a clean API server
+@pytest.fixture(scope="module")
+def clean_plane(
+    kube_tools: Tools, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[ControlPlane]:
+    """An API server of this module's own, without the CRDs the session's plane pre-applies,
+    so that `helm install` is seen creating the CRD."""
+    plane = ControlPlane(kube_tools, state_dir=tmp_path_factory.mktemp("clean-plane"))
+    plane.start()
+    try:
+        yield plane
+    finally:
+        plane.stop()
+
+
+def test_install_upgrade_uninstall(clean_plane: ControlPlane) -> None:
+    plane = clean_plane
+    plane.kubectl("create", "namespace", "rayship-system")
+    assert not exists(plane, "crd", "modeldeployments.serving.rayship.io")
+
+    refused = plane.helm(
+        "install",
+        "rayship",
+        str(CHART),
+        "-n",
+        "rayship-system",
+        "--set",
+        "replicaCount=0",
+        check=False,
+    )
+    assert refused.returncode != 0
+    assert "at '/replicaCount': minimum: got 0, want 1" in refused.stderr
+    assert not exists(plane, "deployment", "rayship-operator", "-n", "rayship-system")
+
+    out = plane.helm("install", "rayship", str(CHART), "-n", "rayship-system")
+    assert (
+        "kubectl -n rayship-system rollout status deployment/rayship-operator" in out.stdout
+    )  # NOTES
+    plane.kubectl("wait", "--for=condition=Established", "crd/modeldeployments.serving.rayship.io")
+    assert get_json(plane, "crd", "modeldeployments.serving.rayship.io")["spec"]["names"][
+        "shortNames"
+    ] == ["md"]
+    deployment = get_json(plane, "deployment", "rayship-operator", "-n", "rayship-system")
+    assert container_env(deployment)["RAYSHIP_LOG_LEVEL"] == "INFO"
+    assert exists(plane, "serviceaccount", "rayship-operator", "-n", "rayship-system")
+    assert exists(plane, "clusterrole", "rayship-operator")
+    assert exists(plane, "clusterrolebinding", "rayship-operator")
+    # the API server accepts a ModelDeployment through the CRD helm installed
+    plane.kubectl(
+        "apply", "-n", "rayship-system", "-f", str(REPO / "manifests/examples/iris-onnx.yaml")
+    )
+
+    plane.kubectl("create", "namespace", "team-a")
+    plane.helm(
+        "upgrade", "rayship", str(CHART), "-n", "rayship-system",
+        "--set", "operator.logLevel=DEBUG", "--set", "operator.watchNamespaces={team-a}",
+    )  # fmt: skip
+    (release,) = json.loads(plane.helm("list", "-n", "rayship-system", "-o", "json").stdout)
+    assert (release["revision"], release["status"]) == ("2", "deployed")
+    env = container_env(get_json(plane, "deployment", "rayship-operator", "-n", "rayship-system"))
+    assert (env["RAYSHIP_LOG_LEVEL"], env["RAYSHIP_NAMESPACES"]) == ("DEBUG", "team-a")
+    assert exists(plane, "role", "rayship-operator", "-n", "team-a")
+    assert not exists(plane, "clusterrole", "rayship-operator")  # cluster-wide rights withdrawn
+
+    plane.helm("uninstall", "rayship", "-n", "rayship-system", "--wait")
+    for args in (
+        ("deployment", "rayship-operator", "-n", "rayship-system"),
+        ("serviceaccount", "rayship-operator", "-n", "rayship-system"),
+        ("role", "rayship-operator", "-n", "team-a"),
+        ("clusterrole", "rayship-operator-discovery"),
+    ):
+        assert not exists(plane, *args), args
+    # Helm never deletes a CRD from crds/ (that would delete every ModelDeployment)
+    assert exists(plane, "crd", "modeldeployments.serving.rayship.io")
+    assert exists(plane, "md", "iris-onnx", "-n", "rayship-system")
+
+
+# ---------------------------------------------------------------- RBAC, as kubectl auth can-i says
+def can_i(plane: ControlPlane, user: str, verb: str, resource: str, *where: str) -> bool:
+    result = plane.kubectl("auth", "can-i", verb, resource, *where, f"--as={user}", check=False)
+    return result.stdout.strip() == "yes"
+
+
+def install(plane: ControlPlane, namespace: str, *values: str) -> str:
+    """Install the chart into `namespace` as a fresh release; returns its ServiceAccount user."""
+    release = f"rs-{suffix()}"
+    plane.helm("install", release, str(CHART), "-n", namespace, *values)
+    return f"system:serviceaccount:{namespace}:{release}-rayship-operator"
+
+
+def test_namespaced_operator_can_do_its_job_and_nothing_else(
+    control_plane: ControlPlane, namespace: str
+) -> None:
+    plane = control_plane
+    other = f"other-{suffix()}"
+    plane.kubectl("create", "namespace", other)
+    user = install(
+        plane, namespace,
+        "--set", f"operator.watchNamespaces={{{namespace}}}",
+        "--set", "rbac.secrets.resourceNames={s3-credentials}",
+    )  # fmt: skip
+    here = ("-n", namespace)
+    eventually(lambda: can_i(plane, user, "watch", "modeldeployments", *here), what="binding")
+    for verb, resource in [
+        ("list", "modeldeployments.serving.rayship.io"),
+        ("watch", "modeldeployments.serving.rayship.io"),
+        ("patch", "modeldeployments.serving.rayship.io"),
+        ("patch", "modeldeployments.serving.rayship.io/status"),
+        ("create", "events"),
+        ("get", "secrets/s3-credentials"),
+    ]:
+        assert can_i(plane, user, verb, resource, *here), (verb, resource)
+    for verb, resource, where in [
+        # Secrets: only the one it was given, and never listed or watched
+        ("get", "secrets/other-secret", here),
+        ("list", "secrets", here),
+        ("watch", "secrets", here),
+        ("create", "secrets", here),
+        ("delete", "secrets/s3-credentials", here),
+        # no pods, no workloads, no ConfigMaps
+        ("get", "pods", here),
+        ("create", "pods", here),
+        ("create", "pods/exec", here),
+        ("create", "deployments.apps", here),
+        ("get", "configmaps", here),
+        # ModelDeployments are the users': the operator never creates, replaces or deletes them
+        ("create", "modeldeployments.serving.rayship.io", here),
+        ("update", "modeldeployments.serving.rayship.io", here),
+        ("delete", "modeldeployments.serving.rayship.io", here),
+        ("get", "modeldeployments.serving.rayship.io", here),
+        # other namespaces: nothing
+        ("list", "modeldeployments.serving.rayship.io", ("-n", other)),
+        ("patch", "modeldeployments.serving.rayship.io", ("-n", other)),
+        ("create", "events", ("-n", other)),
+        ("get", "secrets/s3-credentials", ("-n", other)),
+        ("list", "modeldeployments.serving.rayship.io", ("--all-namespaces",)),
+        # cluster scope: reading CRDs and namespaces only
+        ("create", "customresourcedefinitions", ()),
+        ("delete", "namespaces", ()),
+        ("create", "clusterroles", ()),
+        ("create", "rolebindings", here),
+    ]:
+        assert not can_i(plane, user, verb, resource, *where), (verb, resource, where)
+    assert can_i(plane, user, "watch", "customresourcedefinitions")
+    assert can_i(plane, user, "list", "namespaces")
+
+
+def test_cluster_wide_operator_reaches_every_namespace_but_no_more(
+    control_plane: ControlPlane, namespace: str
+) -> None:
+    plane = control_plane
+    user = install(plane, namespace)
+    anywhere = ("-n", f"any-{suffix()}")
+    eventually(lambda: can_i(plane, user, "watch", "modeldeployments", *anywhere), what="binding")
+    assert can_i(plane, user, "list", "modeldeployments.serving.rayship.io", "--all-namespaces")
+    assert can_i(plane, user, "patch", "modeldeployments.serving.rayship.io/status", *anywhere)
+    assert can_i(plane, user, "create", "events", *anywhere)
+    assert can_i(plane, user, "get", "secrets", *anywhere)
+    assert not can_i(plane, user, "list", "secrets", *anywhere)
+    assert not can_i(plane, user, "list", "secrets", "--all-namespaces")
+    assert not can_i(plane, user, "get", "pods", *anywhere)
+    assert not can_i(plane, user, "delete", "modeldeployments.serving.rayship.io", *anywhere)
+    assert not can_i(plane, user, "list", "namespaces")  # kopf needs none cluster-wide
+    assert not can_i(plane, user, "update", "customresourcedefinitions")
+
+
+# ---------------------------------------------------------------- RBAC is sufficient: run it
+def token_kubeconfig(plane: ControlPlane, namespace: str, account: str, path: Path) -> Path:
+    """A kubeconfig that authenticates as the ServiceAccount with a TokenRequest token, the
+    way the pod's mounted token would (no impersonation: the operator's own client uses it)."""
+    token = plane.kubectl(
+        "create", "token", account, "-n", namespace, "--duration=1h"
+    ).stdout.strip()
+    admin = json.loads(plane.kubeconfig.read_text())
+    cluster = admin["clusters"][0]["name"]
+    config = {
+        **admin,
+        "users": [{"name": account, "user": {"token": token}}],
+        "contexts": [
+            {
+                "name": account,
+                "context": {"cluster": cluster, "user": account, "namespace": namespace},
+            }
+        ],
+        "current-context": account,
+    }
+    path.write_text(json.dumps(config))
+    path.chmod(0o600)
+    return path
+
+
+@pytest.mark.e2e
+@pytest.mark.ray
+def test_operator_as_the_charts_service_account_serves_a_model(  # noqa: PLR0917 (fixtures)
+    control_plane: ControlPlane,
+    namespace: str,
+    serve_cluster: ServeCluster,
+    s3_server: S3Server,
+    example_models: Path,
+    tmp_path: Path,
+) -> None:
+    """Install the chart; run the operator with the env of the Deployment it created and the
+    token of the ServiceAccount it created; a ModelDeployment whose credentials are in a Secret
+    becomes Ready and answers; deleting it is cleaned up. RBAC is therefore sufficient."""
+    plane = control_plane
+    release = f"rs-{suffix()}"
+    plane.helm(
+        "install", release, str(CHART), "-n", namespace,
+        "--set", f"operator.watchNamespaces={{{namespace}}}",
+        "--set", "rbac.secrets.resourceNames={s3-credentials}",
+        "--set", f"ray.dashboard={serve_cluster.dashboard.address}",
+        "--set", f"ray.serveUrl={serve_cluster.url}",
+        "--set", f"ray.serveHttpHost={serve_cluster.http.host}",
+        "--set", f"s3.endpoint={s3_server.endpoint_url}",
+        "--set", "s3.region=us-east-1",
+        "--set", "operator.reconcileSeconds=1",
+    )  # fmt: skip
+    account = f"{release}-rayship-operator"
+    deployment = get_json(plane, "deployment", account, "-n", namespace)
+    chart_env = {k: v for k, v in container_env(deployment).items() if isinstance(v, str)}
+
+    plane.kubectl(
+        "create", "secret", "generic", "s3-credentials", "-n", namespace,
+        "--from-literal=AWS_ACCESS_KEY_ID=testing", "--from-literal=AWS_SECRET_ACCESS_KEY=testing",
+    )  # fmt: skip
+    model = f"iris-sa-{suffix()}"
+    uri = f"s3://{s3_server.new_bucket()}/{model}"
+    s3_server.upload_version(uri, "1", example_models / "iris-onnx" / "1")
+    md = {
+        "apiVersion": "serving.rayship.io/v1alpha1",
+        "kind": "ModelDeployment",
+        "metadata": {"name": model, "namespace": namespace},
+        "spec": {
+            "model": {"format": "onnx", "storageUri": uri, "version": "1"},
+            "storage": {"secretRef": {"name": "s3-credentials"}},  # endpoint from the chart
+        },
+    }
+
+    env = plane.env()
+    for name in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN"):
+        env.pop(name, None)  # the credentials must come from the Secret
+    env.update(chart_env)
+    env["KUBECONFIG"] = str(token_kubeconfig(plane, namespace, account, tmp_path / "sa.kubeconfig"))
+    log = tmp_path / "operator.log"
+    with run_operator(env, log) as operator:
+        plane.kubectl("apply", "-f", "-", input=json.dumps(md))
+
+        def ready() -> Doc | None:
+            status: Doc = get_json(plane, "md", model, "-n", namespace).get("status") or {}
+            return status if status.get("phase") == "Ready" else None
+
+        try:
+            status = eventually(ready, timeout_s=240, what=f"{model} Ready")
+        except AssertionError as error:
+            raise AssertionError(f"{error}\noperator log:\n{operator.tail(80)}") from None
+        assert status["activeVersion"] == "1"
+        assert status["url"] == f"{serve_cluster.url}/v2/models/{model}"
+
+        body = {
+            "inputs": [
+                {"name": "input", "datatype": "FP32", "shape": [1, 4], "data": [6.7, 3.0, 5.2, 2.3]}
+            ]
+        }
+        request = urllib.request.Request(
+            status["url"] + "/infer",
+            data=json.dumps(body).encode(),
+            headers={"Content-Type": "application/json"},
+        )
+        with urllib.request.urlopen(request, timeout=30) as response:
+            answer = json.load(response)
+        assert {o["name"] for o in answer["outputs"]} == {"probabilities", "label"}
+
+        # kopf posted Events as the ServiceAccount
+        listed = get_json(
+            plane, "events", "-n", namespace, "--field-selector", f"involvedObject.name={model}"
+        )
+        assert listed["items"], operator.tail()
+
+        # deletion: the operator removes the model's apps and its finalizer (a patch)
+        plane.kubectl("delete", "md", model, "-n", namespace, "--wait=false")
+        eventually(
+            lambda: not exists(plane, "md", model, "-n", namespace), timeout_s=120, what="deletion"
+        )
+        text = log.read_text(errors="replace")
+    for refusal in ("Forbidden", "Not enough permissions", "Failed to post an event"):
+        assert refusal not in text, f"{refusal!r} in the operator log:\n{operator.tail(80)}"

@@ -1,0 +1,106 @@
+{{/* Names: <release> when it already contains "rayship", else <release>-rayship; 63 chars. */}}
+{{- define "rayship.fullname" -}}
+{{- if contains .Chart.Name .Release.Name -}}
+{{- .Release.Name | trunc 63 | trimSuffix "-" -}}
+{{- else -}}
+{{- printf "%s-%s" .Release.Name .Chart.Name | trunc 63 | trimSuffix "-" -}}
+{{- end -}}
+{{- end -}}
+
+{{- define "rayship.operatorName" -}}
+{{- printf "%s-operator" (include "rayship.fullname" .) | trunc 63 | trimSuffix "-" -}}
+{{- end -}}
+
+{{- define "rayship.labels" -}}
+helm.sh/chart: {{ printf "%s-%s" .Chart.Name .Chart.Version | replace "+" "_" }}
+app.kubernetes.io/name: {{ .Chart.Name }}
+app.kubernetes.io/instance: {{ .Release.Name }}
+app.kubernetes.io/version: {{ .Chart.AppVersion | quote }}
+app.kubernetes.io/managed-by: {{ .Release.Service }}
+app.kubernetes.io/part-of: rayship
+{{- end -}}
+
+{{- define "rayship.selectorLabels" -}}
+app.kubernetes.io/name: {{ .Chart.Name }}
+app.kubernetes.io/instance: {{ .Release.Name }}
+app.kubernetes.io/component: operator
+{{- end -}}
+
+{{- define "rayship.serviceAccountName" -}}
+{{- if .Values.serviceAccount.create -}}
+{{- default (include "rayship.operatorName" .) .Values.serviceAccount.name -}}
+{{- else -}}
+{{- required "serviceAccount.name is required when serviceAccount.create is false" .Values.serviceAccount.name -}}
+{{- end -}}
+{{- end -}}
+
+{{- define "rayship.subject" -}}
+- kind: ServiceAccount
+  name: {{ include "rayship.serviceAccountName" . }}
+  namespace: {{ .Release.Namespace }}
+{{- end -}}
+
+{{- define "rayship.rayClusterName" -}}
+{{- default (include "rayship.fullname" .) .Values.rayCluster.name | trunc 50 | trimSuffix "-" -}}
+{{- end -}}
+
+{{/* The chart's RayCluster head service, as the operator reaches KubeRay heads. */}}
+{{- define "rayship.rayHeadHost" -}}
+{{- printf "%s-head-svc.%s.%s" (include "rayship.rayClusterName" .) .Release.Namespace .Values.operator.clusterDomain -}}
+{{- end -}}
+
+{{- define "rayship.dashboard" -}}
+{{- if .Values.ray.dashboard -}}
+{{- .Values.ray.dashboard -}}
+{{- else if .Values.rayCluster.enabled -}}
+{{- printf "http://%s:%d" (include "rayship.rayHeadHost" .) (int .Values.ray.kuberayDashboardPort) -}}
+{{- end -}}
+{{- end -}}
+
+{{- define "rayship.serveUrl" -}}
+{{- if .Values.ray.serveUrl -}}
+{{- .Values.ray.serveUrl -}}
+{{- else if .Values.rayCluster.enabled -}}
+{{- printf "http://%s:%d" (include "rayship.rayHeadHost" .) (int .Values.ray.kuberayServePort) -}}
+{{- end -}}
+{{- end -}}
+
+{{- define "rayship.predictorImage" -}}
+{{- printf "%s:%s" .Values.rayCluster.image.repository (default .Chart.AppVersion .Values.rayCluster.image.tag) -}}
+{{- end -}}
+
+{{/*
+The rules the operator needs on what it watches, in one namespace (Role) or all (ClusterRole).
+Derived from what it does: kopf lists and watches ModelDeployments, patches them (finalizer,
+progress and diff-base annotations) and their status, and posts Events; the operator `get`s
+the Secrets named in spec.storage.secretRef. Nothing else.
+*/}}
+{{- define "rayship.watchRules" -}}
+- apiGroups: [serving.rayship.io]
+  resources: [modeldeployments]
+  verbs: [list, watch, patch]
+- apiGroups: [serving.rayship.io]
+  resources: [modeldeployments/status]
+  verbs: [patch]
+- apiGroups: [""]
+  resources: [events]
+  verbs: [create]
+{{- if .Values.rbac.secrets.enabled }}
+- apiGroups: [""]
+  resources: [secrets]
+  verbs: [get]
+  {{- with .Values.rbac.secrets.resourceNames }}
+  resourceNames: {{ toJson . }}
+  {{- end }}
+{{- end }}
+{{- end -}}
+
+{{/* Cross-field checks the schema cannot phrase well. */}}
+{{- define "rayship.validate" -}}
+{{- if and (gt (int .Values.replicaCount) 1) (not .Values.operator.peering) -}}
+{{- fail (printf "replicaCount: %d replicas need operator.peering (kopf peering); a standalone operator must run alone, set replicaCount: 1" (int .Values.replicaCount)) -}}
+{{- end -}}
+{{- if and .Values.rayCluster.enabled (not (.Capabilities.APIVersions.Has "ray.io/v1/RayCluster")) -}}
+{{- fail "rayCluster.enabled: the cluster has no ray.io/v1 RayCluster; install the KubeRay operator first (for helm template, add --api-versions ray.io/v1/RayCluster)" -}}
+{{- end -}}
+{{- end -}}

@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import re
 import secrets
+import socket
 import time
 import tomllib
 import urllib.request
@@ -553,6 +554,17 @@ def token_kubeconfig(plane: ControlPlane, namespace: str, account: str, path: Pa
     return path
 
 
+def wait_for_free_port(port: int, timeout_s: float = 180) -> None:
+    """The operator's liveness endpoint is fixed at :8080; another test session's operator may
+    hold it for a while (within one session, tests run one at a time)."""
+
+    def free() -> bool:
+        with socket.socket() as probe:
+            return probe.connect_ex(("127.0.0.1", port)) != 0
+
+    eventually(free, timeout_s=timeout_s, what=f"port {port} free for the operator's /healthz")
+
+
 @pytest.mark.e2e
 @pytest.mark.ray
 def test_operator_as_the_charts_service_account_serves_a_model(  # noqa: PLR0917 (fixtures)
@@ -606,12 +618,13 @@ def test_operator_as_the_charts_service_account_serves_a_model(  # noqa: PLR0917
     env.update(chart_env)
     env["KUBECONFIG"] = str(token_kubeconfig(plane, namespace, account, tmp_path / "sa.kubeconfig"))
     log = tmp_path / "operator.log"
+    wait_for_free_port(8080)
     with run_operator(env, log) as operator:
         plane.kubectl("apply", "-f", "-", input=json.dumps(md))
 
-        def ready() -> Doc | None:
+        def ready() -> Doc:
             status: Doc = get_json(plane, "md", model, "-n", namespace).get("status") or {}
-            return status if status.get("phase") == "Ready" else None
+            return status if status.get("phase") == "Ready" else {}
 
         try:
             status = eventually(ready, timeout_s=240, what=f"{model} Ready")

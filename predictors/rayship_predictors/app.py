@@ -63,8 +63,12 @@ class ModelVersion:
         self.plane = VersionDataPlane(model_name, version, runtime)
         self.body_limit = max_body_bytes()
         self._run_batched: Callable[[Tensors], Awaitable[dict[str, np.ndarray]]] | None = None
+        self._triton_config = self.plane.triton_config()
         if batching is not None:
             options: BatchingSpec = from_plain(BatchingSpec, batching)
+            self._triton_config = self.plane.triton_config(
+                options.max_batch_size, options.batch_wait_timeout_ms
+            )
             self._run_batched = serve.batch(
                 max_batch_size=options.max_batch_size,
                 batch_wait_timeout_s=options.batch_wait_timeout_ms / 1000,
@@ -72,6 +76,7 @@ class ModelVersion:
         self.routes: RouteTable = {
             "": {"GET": self._metadata},
             "/ready": {"GET": self._ready},
+            "/config": {"GET": self._config},
             "/infer": {"POST": self._infer},
         }
         logger.info("loaded %s version %s (%s) from %s", model_name, version, digest, local_dir)
@@ -91,6 +96,9 @@ class ModelVersion:
 
     async def _ready(self, body: bytes, header_length: int | None) -> Reply:
         return Reply.json({"name": self.plane.model_name, "ready": True})
+
+    async def _config(self, body: bytes, header_length: int | None) -> Reply:
+        return Reply.json(self._triton_config)
 
     async def _infer(self, body: bytes, header_length: int | None) -> Reply:
         request = self.plane.decode(body, header_length)
@@ -223,9 +231,14 @@ class ServerInfo:
 
 
 # Deployments are made explicitly rather than by class decorators, so the classes keep their
-# types for mypy and stay plain classes for tests.
-model_version = serve.deployment(ModelVersion, name=VERSION_DEPLOYMENT)
-model_ingress = serve.deployment(ModelIngress, name="ModelIngress", max_ongoing_requests=1000)
+# types for mypy and stay plain classes for tests. Serve's per-request access log is off: on a
+# small model it was the largest single cost in a replica after the HTTP server itself
+# (bench/server_bench.py, profiled with py-spy); errors are still logged.
+QUIET = {"enable_access_log": False}
+model_version = serve.deployment(ModelVersion, name=VERSION_DEPLOYMENT, logging_config=QUIET)
+model_ingress = serve.deployment(
+    ModelIngress, name="ModelIngress", max_ongoing_requests=1000, logging_config=QUIET
+)
 server_info = serve.deployment(ServerInfo, name="ServerInfo", max_ongoing_requests=1000)
 
 

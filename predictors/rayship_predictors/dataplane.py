@@ -24,6 +24,14 @@ logger = logging.getLogger(__name__)
 JSON = "application/json"
 OCTET_STREAM = "application/octet-stream"
 
+# Triton's model configuration names the backend apart from the platform.
+TRITON_BACKENDS = {
+    "onnxruntime_onnx": "onnxruntime",
+    "pytorch_libtorch": "pytorch",
+    "pytorch": "pytorch",
+    "python": "python",
+}
+
 
 @dataclass(frozen=True)
 class Reply:
@@ -47,6 +55,11 @@ class Reply:
     def error(cls, error: InferenceError) -> Reply:
         """The V2 error body for a failure."""
         return cls(error.status, codec.error_body(error.message))
+
+
+def triton_type(datatype: str) -> str:
+    """Triton's `data_type` for a V2 datatype: `TYPE_FP32`; BYTES is `TYPE_STRING`."""
+    return "TYPE_STRING" if datatype == "BYTES" else f"TYPE_{datatype}"
 
 
 def check_inputs(model: str, specs: list[TensorSpec], request: codec.InferRequest) -> None:
@@ -97,6 +110,37 @@ class VersionDataPlane:
             "inputs": [spec.to_metadata() for spec in self.runtime.inputs],
             "outputs": [spec.to_metadata() for spec in self.runtime.outputs],
         }
+
+    def triton_config(
+        self, max_batch_size: int = 0, batch_wait_ms: float = 0.0
+    ) -> dict[str, object]:
+        """The version described as Triton's model configuration (model_config.proto as JSON).
+
+        Triton's clients (perf_analyzer, `get_model_config`) read it before they infer. With
+        dynamic batching on, `max_batch_size` is the batch limit and `dims` leave out the first
+        (batch) dimension, as Triton's do; otherwise `max_batch_size` is 0 and `dims` are the
+        full shapes, -1 marking variable dimensions.
+        """
+        batched = max_batch_size > 0
+
+        def tensor(spec: TensorSpec) -> dict[str, object]:
+            dims = list(spec.shape[1:] if batched else spec.shape)
+            return {"name": spec.name, "data_type": triton_type(spec.datatype), "dims": dims}
+
+        config: dict[str, object] = {
+            "name": self.model_name,
+            "platform": self.runtime.platform,
+            "backend": TRITON_BACKENDS.get(self.runtime.platform, self.runtime.platform),
+            "version_policy": {"specific": {"versions": [self.version]}},
+            "max_batch_size": max_batch_size,
+            "input": [tensor(spec) for spec in self.runtime.inputs],
+            "output": [tensor(spec) for spec in self.runtime.outputs],
+        }
+        if batched:
+            config["dynamic_batching"] = {
+                "max_queue_delay_microseconds": round(batch_wait_ms * 1000)
+            }
+        return config
 
     def decode(self, body: bytes, header_length: int | None) -> codec.InferRequest:
         """A decoded request, checked against the model's inputs and outputs."""

@@ -1,7 +1,8 @@
 """The `rayship` command.
 
 `rayship serve FILE...` is local mode: the same ModelDeployment YAML the operator reads, served
-on this machine's Ray until Ctrl-C.
+on this machine's Ray until Ctrl-C. `rayship status|history|rollback NAME` read and roll back a
+ModelDeployment on a Kubernetes cluster (kubeconfig or in-cluster credentials).
 """
 
 from __future__ import annotations
@@ -33,6 +34,16 @@ def _parser() -> argparse.ArgumentParser:
     serve.add_argument("--port", type=int, default=8000, help="port of the V2 endpoint")
     serve.add_argument("--dashboard-port", type=int, default=0, help="Ray dashboard port (0: any)")
     serve.add_argument("--timeout", type=float, default=300, help="seconds to wait for readiness")
+    for name, what in (
+        ("status", "show a ModelDeployment's versions, phase and conditions"),
+        ("history", "list a ModelDeployment's rollouts, newest first"),
+        ("rollback", "set spec.model.version back to the previous good version"),
+    ):
+        command = commands.add_parser(name, help=what)
+        command.add_argument("name", help="the ModelDeployment")
+        command.add_argument("-n", "--namespace", default="default")
+        if name == "rollback":
+            command.add_argument("--to", help="a version to roll back to (default: previous good)")
     return parser
 
 
@@ -60,12 +71,30 @@ def serve_locally(args: argparse.Namespace) -> int:
     return 0
 
 
+def on_cluster(args: argparse.Namespace) -> int:
+    """status, history and rollback against the Kubernetes API."""
+    from rayship_operator import kubecli
+
+    try:
+        deployments = kubecli.ModelDeployments()
+        if args.command == "rollback":
+            old, new = deployments.rollback(args.namespace, args.name, args.to)
+            print(f"{args.namespace}/{args.name}: spec.model.version {old} -> {new}")
+            return 0
+        obj = deployments.get(args.namespace, args.name)
+    except kubecli.CommandError as error:
+        print(f"rayship: {error}", file=sys.stderr)
+        return 1
+    print(kubecli.format_status(obj) if args.command == "status" else kubecli.format_history(obj))
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     """Entry point of the `rayship` console script."""
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     args = _parser().parse_args(argv)
     try:
-        return serve_locally(args)
+        return serve_locally(args) if args.command == "serve" else on_cluster(args)
     except USER_ERRORS as error:
         print(f"rayship: {error}", file=sys.stderr)
         return 1

@@ -1,0 +1,89 @@
+"""kopf handlers: translate Kubernetes events into `Reconciler` calls, nothing more.
+
+Handlers are registered on a registry built from the settings (`build_registry`), so importing
+this module has no side effects and the timer interval comes from the settings, not the import.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+import kopf
+import kubernetes
+
+from rayship.manifest import parse
+from rayship_operator.reconcile import Claim, Outcome, Reconciler, object_key
+from rayship_operator.settings import OperatorSettings
+
+GROUP, VERSION, PLURAL = "serving.rayship.io", "v1alpha1", "modeldeployments"
+FINALIZER = "serving.rayship.io/finalizer"
+
+
+def _post(body: kopf.Body, patch: kopf.Patch, outcome: Outcome) -> None:
+    """Write the outcome: status into the patch, Events to the API server."""
+    patch.setdefault("status", {}).update(outcome.status)
+    for event in outcome.events:
+        kind = "Warning" if event.warning else "Normal"
+        kopf.event(body, type=kind, reason=event.reason, message=event.message)
+
+
+def build_registry(settings: OperatorSettings) -> kopf.OperatorRegistry:
+    """Every handler of the operator, bound to one Reconciler."""
+    registry = kopf.OperatorRegistry()
+    reconciler = Reconciler(settings)
+
+    @kopf.on.startup(registry=registry)
+    def configure(settings: kopf.OperatorSettings, **_: Any) -> None:
+        settings.persistence.finalizer = FINALIZER
+        settings.persistence.progress_storage = kopf.AnnotationsProgressStorage(
+            prefix="serving.rayship.io"
+        )
+        settings.persistence.diffbase_storage = kopf.AnnotationsDiffBaseStorage(
+            prefix="serving.rayship.io", key="last-handled-configuration"
+        )
+        settings.posting.level = logging.INFO
+        settings.watching.server_timeout = 300
+        kubernetes.config.load_config()  # for Secrets, read with the official client
+
+    @kopf.on.login(registry=registry)
+    def login(**kwargs: Any) -> kopf.ConnectionInfo | None:
+        """In-cluster service account or kubeconfig, as the official client finds them."""
+        return kopf.login_via_client(**kwargs)
+
+    @kopf.index(GROUP, VERSION, PLURAL, id="by_cluster", registry=registry)
+    def by_cluster(body: kopf.Body, **_: Any) -> dict[str, Claim]:
+        md = parse(dict(body))
+        cluster = reconciler.cluster_of(md).dashboard
+        created = body["metadata"].get("creationTimestamp", "")
+        return {cluster: Claim(object_key(md.namespace, md.name), md.model_name, created)}
+
+    def claims_for(body: kopf.Body, by_cluster: kopf.Index[str, Claim]) -> list[Claim]:
+        """Every ModelDeployment targeting the same cluster as `body`."""
+        cluster = reconciler.cluster_of(parse(dict(body))).dashboard
+        return list(by_cluster.get(cluster, []))
+
+    async def _reconcile(
+        body: kopf.Body, patch: kopf.Patch, meta: kopf.Meta, by_cluster: kopf.Index[str, Claim]
+    ) -> None:
+        claims = claims_for(body, by_cluster)
+        generation = int(meta.get("generation") or 0)
+        _post(body, patch, await reconciler.reconcile(dict(body), claims, generation))
+
+    @kopf.on.resume(GROUP, VERSION, PLURAL, id="reconcile", registry=registry)
+    @kopf.on.create(GROUP, VERSION, PLURAL, id="reconcile", registry=registry)
+    @kopf.on.update(GROUP, VERSION, PLURAL, field="spec", id="reconcile", registry=registry)
+    async def changed(body: kopf.Body, patch: kopf.Patch, meta: kopf.Meta, **kwargs: Any) -> None:
+        await _reconcile(body, patch, meta, kwargs["by_cluster"])
+
+    @kopf.timer(
+        GROUP, VERSION, PLURAL, id="tick", interval=settings.reconcile_seconds, registry=registry
+    )
+    async def tick(body: kopf.Body, patch: kopf.Patch, meta: kopf.Meta, **kwargs: Any) -> None:
+        await _reconcile(body, patch, meta, kwargs["by_cluster"])
+
+    @kopf.on.delete(GROUP, VERSION, PLURAL, id="remove", registry=registry)
+    async def deleted(body: kopf.Body, **kwargs: Any) -> None:
+        await reconciler.remove(dict(body), claims_for(body, kwargs["by_cluster"]))
+
+    return registry

@@ -1,0 +1,81 @@
+"""The operator's settings: one typed tree read from the environment once, at start-up.
+
+The Helm chart and plain manifests set these variables; nothing reads the environment anywhere
+else, so tests construct `OperatorSettings` directly.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+
+
+@dataclass(frozen=True)
+class OperatorSettings:
+    """Every knob of the operator, with the variable that sets it."""
+
+    default_dashboard: str = "http://127.0.0.1:8265"
+    """RAYSHIP_RAY_DASHBOARD: Ray dashboard of the cluster used when spec.rayCluster is absent."""
+
+    default_serve_url: str = "http://127.0.0.1:8000"
+    """RAYSHIP_SERVE_URL: base URL of that cluster's Serve proxy, shown in status.url."""
+
+    serve_http_host: str = "0.0.0.0"
+    """RAYSHIP_SERVE_HTTP_HOST: the address Serve's proxy binds on the clusters (its http_options);
+    the port is the one in the cluster's Serve URL."""
+
+    reconcile_seconds: float = 5.0
+    """RAYSHIP_RECONCILE_SECONDS: how often each ModelDeployment is checked (rollout progress,
+    `latest` polling, lost applications). Short enough to finish rollouts promptly; each check is
+    one GET to the dashboard per cluster."""
+
+    cluster_domain: str = "svc.cluster.local"
+    """RAYSHIP_CLUSTER_DOMAIN: DNS suffix of Services, for KubeRay head services."""
+
+    dashboard_port: int = 8265
+    """RAYSHIP_KUBERAY_DASHBOARD_PORT: dashboard port on a KubeRay head service."""
+
+    serve_port: int = 8000
+    """RAYSHIP_KUBERAY_SERVE_PORT: Serve proxy port on a KubeRay head service."""
+
+    s3_endpoint: str | None = None
+    """RAYSHIP_S3_ENDPOINT: S3 endpoint for ModelDeployments that name none (in-cluster MinIO)."""
+
+    s3_region: str | None = None
+    """RAYSHIP_S3_REGION: S3 region for ModelDeployments that name none."""
+
+    namespaces: tuple[str, ...] = field(default_factory=tuple)
+    """RAYSHIP_NAMESPACES: comma-separated namespaces to watch; empty watches the whole cluster."""
+
+    peering: str | None = None
+    """RAYSHIP_PEERING: kopf peering name; with it, only one operator replica writes at a time
+    (needs the peering CRDs from crds/). Without it the operator runs standalone, so run one
+    replica."""
+
+    liveness_endpoint: str = "http://0.0.0.0:8080/healthz"
+    """RAYSHIP_LIVENESS_ENDPOINT: where kopf answers liveness probes (the chart's probes use it)."""
+
+    @classmethod
+    def from_env(cls, environ: dict[str, str] | None = None) -> OperatorSettings:
+        """Settings from environment variables (defaults where unset)."""
+        env = os.environ if environ is None else environ
+        defaults = cls()
+        namespaces = tuple(
+            n.strip() for n in env.get("RAYSHIP_NAMESPACES", "").split(",") if n.strip()
+        )
+        return cls(
+            default_dashboard=env.get("RAYSHIP_RAY_DASHBOARD", defaults.default_dashboard),
+            default_serve_url=env.get("RAYSHIP_SERVE_URL", defaults.default_serve_url),
+            serve_http_host=env.get("RAYSHIP_SERVE_HTTP_HOST", defaults.serve_http_host),
+            reconcile_seconds=float(
+                env.get("RAYSHIP_RECONCILE_SECONDS", defaults.reconcile_seconds)
+            ),
+            cluster_domain=env.get("RAYSHIP_CLUSTER_DOMAIN", defaults.cluster_domain),
+            dashboard_port=int(env.get("RAYSHIP_KUBERAY_DASHBOARD_PORT", defaults.dashboard_port)),
+            serve_port=int(env.get("RAYSHIP_KUBERAY_SERVE_PORT", defaults.serve_port)),
+            s3_endpoint=env.get("RAYSHIP_S3_ENDPOINT") or None,
+            s3_region=env.get("RAYSHIP_S3_REGION") or None,
+            namespaces=namespaces,
+            peering=env.get("RAYSHIP_PEERING") or None,
+            liveness_endpoint=env.get("RAYSHIP_LIVENESS_ENDPOINT", defaults.liveness_endpoint),
+        )

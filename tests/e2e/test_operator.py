@@ -1,0 +1,285 @@
+"""The operator end to end: kubectl apply, the real API server, a local Ray, S3, V2 clients.
+
+Each test gets a fresh namespace with an S3 Secret and an operator process watching it. Pods never
+run on the test control plane; the Ray cluster is the session's local Ray, reached through the
+operator's default-cluster settings.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import threading
+import time
+from collections import Counter
+from typing import Any
+
+import numpy as np
+import pytest
+import tritonclient.http as triton
+
+from e2e.conftest import Stack
+from support.ray_cluster import ServeCluster
+
+pytestmark = [pytest.mark.e2e, pytest.mark.kube, pytest.mark.ray]
+
+ROW = np.array([[6.7, 3.0, 5.2, 2.3]], dtype=np.float32)
+
+
+def infer(serve: ServeCluster, model: str, version: str = "") -> dict[str, Any]:
+    """One V2 inference through tritonclient; returns the response JSON."""
+    client = triton.InferenceServerClient(url=serve.address)
+    given = triton.InferInput("input", list(ROW.shape), "FP32")
+    given.set_data_from_numpy(ROW)
+    response: dict[str, Any] = client.infer(model, [given], model_version=version).get_response()
+    return response
+
+
+def condition(status: dict[str, Any], kind: str) -> dict[str, Any]:
+    for item in status.get("conditions") or []:
+        if item["type"] == kind:
+            return dict(item)
+    return {}
+
+
+def ready_on(version: str) -> Any:
+    return lambda s: s.get("phase") == "Ready" and s.get("activeVersion") == version
+
+
+def new_model(stack: Stack, name: str, versions: tuple[str, ...] = ("1", "2")) -> str:
+    uri = f"s3://{stack.s3.new_bucket()}/{name}"
+    stack.upload_iris(uri, versions)
+    return uri
+
+
+def events(stack: Stack, name: str) -> list[dict[str, Any]]:
+    listed = json.loads(
+        stack.kubectl(
+            "get", "events", "--field-selector", f"involvedObject.name={name}", "-o", "json"
+        )
+    )
+    return list(listed["items"])
+
+
+def test_apply_serve_bump_and_history(stack: Stack) -> None:
+    uri = new_model(stack, "iris")
+    stack.apply(stack.model_deployment("iris", uri, "1"))
+    status = stack.wait_for("iris", ready_on("1"))
+    assert status["url"] == f"{stack.serve.url}/v2/models/iris"
+    assert status["readyReplicas"] == 1
+    assert condition(status, "Ready")["status"] == "True"
+    assert condition(status, "Ready")["observedGeneration"] == 1
+    assert infer(stack.serve, "iris")["model_version"] == "1"
+
+    stack.kubectl("patch", "md", "iris", "--type=merge", "-p", '{"spec":{"model":{"version":"2"}}}')
+    status = stack.wait_for("iris", ready_on("2"))
+    assert infer(stack.serve, "iris")["model_version"] == "2"
+    assert [h["version"] for h in status["history"]][:2] == ["2", "1"]
+    assert status["history"][0]["digest"].startswith("sha256:")
+    assert {v["version"] for v in status["liveVersions"]} == {"1", "2"}  # 1 kept warm
+    assert infer(stack.serve, "iris", version="1")["model_version"] == "1"
+    printed = stack.kubectl("get", "md", "iris")
+    assert "iris" in printed
+    assert "Ready" in printed
+    reasons = {e["reason"] for e in events(stack, "iris")}
+    assert {"RollingOut", "RolledOut"} <= reasons
+
+
+def test_latest_is_resolved_from_the_pointer(stack: Stack) -> None:
+    uri = new_model(stack, "ptr", ("1", "2", "3"))
+    stack.s3.set_latest(uri, "2")
+    stack.apply(stack.model_deployment("ptr", uri, "latest"))
+    status = stack.wait_for("ptr", ready_on("2"))
+    assert status["history"][0]["requested"] == "latest"
+
+
+def test_missing_version_keeps_the_old_one_serving(stack: Stack) -> None:
+    uri = new_model(stack, "keep")
+    stack.apply(stack.model_deployment("keep", uri, "1"))
+    stack.wait_for("keep", ready_on("1"))
+    stack.kubectl("patch", "md", "keep", "--type=merge", "-p", '{"spec":{"model":{"version":"9"}}}')
+    status = stack.wait_for(
+        "keep", lambda s: condition(s, "Degraded").get("reason") == "RolledBack"
+    )
+    message = condition(status, "Degraded")["message"]
+    assert f"{uri}/9/ not found" in message
+    assert "still serving version 1" in message
+    assert status["activeVersion"] == "1"
+    assert infer(stack.serve, "keep")["model_version"] == "1"
+    warnings = [e for e in events(stack, "keep") if e["type"] == "Warning"]
+    assert any("9/ not found" in e["message"] for e in warnings)
+    assert "Traceback" not in json.dumps(status)
+
+
+def test_version_that_fails_to_load_is_rolled_back(stack: Stack) -> None:
+    uri = new_model(stack, "broken")
+    stack.s3.upload_version(uri, "3", {"model.onnx": b"this is not an onnx model"})
+    stack.apply(stack.model_deployment("broken", uri, "1"))
+    stack.wait_for("broken", ready_on("1"))
+    stack.kubectl(
+        "patch", "md", "broken", "--type=merge", "-p", '{"spec":{"model":{"version":"3"}}}'
+    )
+    status = stack.wait_for(
+        "broken", lambda s: condition(s, "Degraded").get("reason") == "RolledBack"
+    )
+    assert status["activeVersion"] == "1"
+    assert status["history"][0]["outcome"] == "RolledBack"
+    assert "3" not in {v["version"] for v in status["liveVersions"]}
+    assert infer(stack.serve, "broken")["model_version"] == "1"
+
+
+def test_cli_rolls_back_to_the_previous_good_version(stack: Stack) -> None:
+    uri = new_model(stack, "cli")
+    stack.apply(stack.model_deployment("cli", uri, "1"))
+    stack.wait_for("cli", ready_on("1"))
+    stack.kubectl("patch", "md", "cli", "--type=merge", "-p", '{"spec":{"model":{"version":"2"}}}')
+    stack.wait_for("cli", ready_on("2"))
+
+    def rayship(*args: str) -> str:
+        done = subprocess.run(
+            [sys.executable, "-P", "-m", "rayship.cli", *args, "-n", stack.namespace, "cli"],
+            env=stack.plane.env(),
+            capture_output=True,
+            text=True,
+            check=True,
+        )
+        return done.stdout
+
+    assert "active:    2" in rayship("status")
+    assert "RolledOut" in rayship("history")
+    assert "spec.model.version 2 -> 1" in rayship("rollback")
+    stack.wait_for("cli", ready_on("1"))
+    assert infer(stack.serve, "cli")["model_version"] == "1"
+    assert stack.get("cli")["spec"]["model"]["version"] == "1"
+
+
+def test_canary_splits_traffic(stack: Stack) -> None:
+    uri = new_model(stack, "canary")
+    canary = {"canary": {"version": "2", "percent": 25}, "readinessDeadlineSeconds": 60}
+    stack.apply(stack.model_deployment("canary", uri, "1", rollout=canary))
+    stack.wait_for("canary", lambda s: s.get("canaryVersion") == "2" and s.get("phase") == "Ready")
+    seen = Counter(infer(stack.serve, "canary")["model_version"] for _ in range(400))
+    assert set(seen) == {"1", "2"}
+    assert 0.17 < seen["2"] / 400 < 0.33, seen
+
+
+def test_operator_restart_mid_rollout_finishes_it(stack: Stack) -> None:
+    uri = new_model(stack, "restart")
+    stack.apply(stack.model_deployment("restart", uri, "1"))
+    stack.wait_for("restart", ready_on("1"))
+    stack.kubectl(
+        "patch", "md", "restart", "--type=merge", "-p", '{"spec":{"model":{"version":"2"}}}'
+    )
+    stack.wait_for("restart", lambda s: s.get("rolloutTarget") == "2")
+    stack.operator.restart()
+    stack.wait_for("restart", ready_on("2"))
+    assert infer(stack.serve, "restart")["model_version"] == "2"
+
+
+def test_restart_when_settled_redeploys_nothing(stack: Stack) -> None:
+    uri = new_model(stack, "settled")
+    stack.apply(stack.model_deployment("settled", uri, "1"))
+    stack.wait_for("settled", ready_on("1"))
+    time.sleep(3)
+    before = stack.serve.dashboard.applications()
+    stack.operator.restart()
+    stack.wait_for("settled", lambda s: s.get("phase") == "Ready")
+    time.sleep(5)  # several reconcile ticks of the new operator process
+    after = stack.serve.dashboard.applications()
+    assert after.keys() == before.keys()
+    for name in before:
+        assert after[name]["last_deployed_time_s"] == before[name]["last_deployed_time_s"], name
+
+
+def test_lost_applications_are_applied_again(stack: Stack) -> None:
+    uri = new_model(stack, "lost")
+    stack.apply(stack.model_deployment("lost", uri, "1"))
+    stack.wait_for("lost", ready_on("1"))
+    stack.serve.dashboard.delete_all()
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline:
+        try:
+            if infer(stack.serve, "lost")["model_version"] == "1":
+                break
+        except Exception:  # not served yet: keep polling until the deadline
+            time.sleep(1)
+    assert infer(stack.serve, "lost")["model_version"] == "1"
+
+
+def test_delete_removes_its_app_and_only_its_app(stack: Stack) -> None:
+    uri_a, uri_b = new_model(stack, "alpha"), new_model(stack, "beta")
+    stack.apply(stack.model_deployment("alpha", uri_a, "1"))
+    stack.apply(stack.model_deployment("beta", uri_b, "2"))
+    stack.wait_for("alpha", ready_on("1"))
+    stack.wait_for("beta", ready_on("2"))
+    stack.kubectl("delete", "md", "alpha", "--wait=true", "--timeout=60s")
+    deadline = time.monotonic() + 60
+    apps = stack.serve.dashboard.applications()
+    while {"alpha", "alpha@1"} & apps.keys() and time.monotonic() < deadline:
+        time.sleep(0.5)  # Serve deletes applications in the background
+        apps = stack.serve.dashboard.applications()
+    assert "alpha" not in apps
+    assert "alpha@1" not in apps
+    assert "beta" in apps
+    assert infer(stack.serve, "beta")["model_version"] == "2"
+
+
+def test_name_conflict_leaves_the_older_serving(stack: Stack) -> None:
+    uri = new_model(stack, "shared")
+    first = stack.model_deployment("first", uri, "1")
+    first["spec"]["model"]["name"] = "shared"
+    second = stack.model_deployment("second", uri, "2")
+    second["spec"]["model"]["name"] = "shared"
+    stack.apply(first)
+    stack.wait_for("first", ready_on("1"))
+    stack.apply(second)
+    status = stack.wait_for(
+        "second", lambda s: condition(s, "Degraded").get("reason") == "NameConflict"
+    )
+    assert f"{stack.namespace}/first" in condition(status, "Degraded")["message"]
+    assert infer(stack.serve, "shared")["model_version"] == "1"
+    assert stack.get("first")["status"]["phase"] == "Ready"
+
+
+def test_no_request_fails_while_versions_switch(stack: Stack) -> None:
+    uri = new_model(stack, "steady")
+    stack.apply(stack.model_deployment("steady", uri, "1"))
+    stack.wait_for("steady", ready_on("1"))
+    counts: Counter[str] = Counter()
+    stop = threading.Event()
+
+    def load() -> None:
+        client = triton.InferenceServerClient(url=stack.serve.address)
+        given = triton.InferInput("input", list(ROW.shape), "FP32")
+        given.set_data_from_numpy(ROW)
+        deadline = time.monotonic() + 240
+        while not stop.is_set() and time.monotonic() < deadline:
+            try:
+                counts[client.infer("steady", [given]).get_response()["model_version"]] += 1
+            except Exception as error:  # every failure is counted and reported
+                counts[f"failed: {error}"] += 1
+
+    workers = [threading.Thread(target=load) for _ in range(4)]
+    for worker in workers:
+        worker.start()
+    try:
+        time.sleep(2)
+        stack.kubectl(
+            "patch", "md", "steady", "--type=merge", "-p", '{"spec":{"model":{"version":"2"}}}'
+        )
+        stack.wait_for("steady", ready_on("2"))
+        time.sleep(2)
+        stack.kubectl(
+            "patch", "md", "steady", "--type=merge", "-p", '{"spec":{"model":{"version":"1"}}}'
+        )
+        stack.wait_for("steady", ready_on("1"))
+        time.sleep(2)
+    finally:
+        stop.set()
+        for worker in workers:
+            worker.join()
+    failures = {k: v for k, v in counts.items() if k.startswith("failed")}
+    assert not failures, failures
+    assert counts["1"] > 0
+    assert counts["2"] > 0

@@ -1,0 +1,174 @@
+"""Rollout, rollback and canary rules, decided without a cluster."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from rayship import manifest
+from rayship.spec import ModelDeploymentSpec
+from rayship.status import AppState
+from rayship.storage import ResolvedVersion
+from rayship_operator.rollout import Observed, Plan, RolloutState, plan
+
+T0 = datetime(2026, 1, 1, tzinfo=UTC)
+RUNNING = AppState("RUNNING", "", 1)
+DEPLOYING = AppState("DEPLOYING", "", 0)
+FAILED = AppState("DEPLOY_FAILED", "s3://models/iris/3/ not found", 0)
+
+
+def spec(version: str = "latest", **fields: Any) -> ModelDeploymentSpec:
+    body = {"model": {"format": "onnx", "storageUri": "s3://models/iris", "version": version}}
+    body.update(fields)
+    doc = {"apiVersion": "serving.rayship.io/v1alpha1", "kind": "ModelDeployment",
+           "metadata": {"name": "iris"}, "spec": body}  # fmt: skip
+    return manifest.parse(doc).spec
+
+
+def v(name: str) -> ResolvedVersion:
+    return ResolvedVersion(name, f"sha256:{name}")
+
+
+def step(
+    state: RolloutState,
+    target: str | None,
+    apps: dict[str, AppState],
+    at: timedelta = timedelta(),
+    *,
+    the_spec: ModelDeploymentSpec | None = None,
+    canary: str | None = None,
+    generation: int = 1,
+) -> Plan:
+    seen = Observed(
+        now=T0 + at,
+        generation=generation,
+        target=v(target) if target else None,
+        canary=v(canary) if canary else None,
+        apps=apps,
+    )
+    return plan(the_spec or spec(), state, seen)
+
+
+def serving(version: str) -> RolloutState:
+    """A state where `version` is active and running."""
+    first = step(RolloutState(), version, {version: RUNNING})
+    assert first.state.active is not None
+    return first.state
+
+
+def test_first_version_serves_once_running() -> None:
+    starting = step(RolloutState(), "1", {})
+    assert starting.phase == "Progressing"
+    assert starting.traffic == ()
+    assert [w.version for w in starting.live] == ["1"]
+    running = step(starting.state, "1", {"1": RUNNING})
+    assert running.phase == "Ready"
+    assert running.traffic == (("1", 100),)
+    assert running.state.history[0]["outcome"] == "RolledOut"
+    assert [e.reason for e in running.events] == ["RolledOut"]
+
+
+def test_new_version_starts_beside_the_old_and_traffic_waits() -> None:
+    state = serving("1")
+    rolling = step(state, "2", {"1": RUNNING, "2": DEPLOYING})
+    assert rolling.phase == "Progressing"
+    assert rolling.traffic == (("1", 100),)
+    assert {w.version for w in rolling.live} == {"1", "2"}
+    done = step(rolling.state, "2", {"1": RUNNING, "2": RUNNING}, timedelta(seconds=30))
+    assert done.traffic == (("2", 100),)
+    assert done.phase == "Ready"
+    assert {w.version for w in done.live} == {"1", "2"}  # 1 kept warm
+
+
+def test_failed_version_rolls_back_and_is_not_retried() -> None:
+    state = serving("1")
+    rolling = step(state, "3", {"1": RUNNING})
+    failed = step(rolling.state, "3", {"1": RUNNING, "3": FAILED}, timedelta(seconds=5))
+    assert failed.traffic == (("1", 100),)
+    assert failed.phase == "Degraded"
+    degraded = {c.type: c for c in failed.conditions}["Degraded"]
+    assert degraded.status
+    assert degraded.reason == "RolledBack"
+    assert "s3://models/iris/3/ not found" in degraded.message
+    assert [w.version for w in failed.live] == ["1"]
+    assert failed.state.history[0]["outcome"] == "RolledBack"
+    again = step(failed.state, "3", {"1": RUNNING}, timedelta(seconds=10))
+    assert [w.version for w in again.live] == ["1"]
+    assert again.phase == "Degraded"
+    retried = step(failed.state, "3", {"1": RUNNING}, timedelta(seconds=10), generation=2)
+    assert retried.phase == "Progressing"
+
+
+def test_not_ready_by_the_deadline_rolls_back() -> None:
+    the_spec = spec(rollout={"readinessDeadlineSeconds": 60})
+    state = serving("1")
+    rolling = step(state, "2", {"1": RUNNING, "2": DEPLOYING}, the_spec=the_spec)
+    late = step(
+        rolling.state, "2", {"1": RUNNING, "2": DEPLOYING}, timedelta(seconds=61), the_spec=the_spec
+    )
+    assert late.traffic == (("1", 100),)
+    assert "not ready within 60s" in {c.type: c for c in late.conditions}["Degraded"].message
+
+
+def test_rollback_to_a_warm_version_is_instant() -> None:
+    state = step(serving("1"), "2", {"1": RUNNING, "2": RUNNING}).state
+    back = step(state, "1", {"1": RUNNING, "2": RUNNING}, timedelta(seconds=10))
+    assert back.traffic == (("1", 100),)
+    assert back.phase == "Ready"
+    assert back.state.history[0]["version"] == "1"
+
+
+def test_previous_version_retires_after_the_keep_window() -> None:
+    the_spec = spec(rollout={"keepPreviousSeconds": 100})
+    state = step(serving("1"), "2", {"1": RUNNING, "2": RUNNING}, the_spec=the_spec).state
+    apps = {"1": RUNNING, "2": RUNNING}
+    kept = step(state, "2", apps, timedelta(seconds=99), the_spec=the_spec)
+    assert {w.version for w in kept.live} == {"1", "2"}
+    gone = step(kept.state, "2", apps, timedelta(seconds=101), the_spec=the_spec)
+    assert [w.version for w in gone.live] == ["2"]
+
+
+def test_canary_takes_its_share_once_running() -> None:
+    the_spec = spec(version="1", rollout={"canary": {"version": "2", "percent": 20}})
+    state = serving("1")
+    starting = step(state, "1", {"1": RUNNING}, the_spec=the_spec, canary="2")
+    assert starting.traffic == (("1", 100),)
+    assert {w.version for w in starting.live} == {"1", "2"}
+    split = step(starting.state, "1", {"1": RUNNING, "2": RUNNING}, the_spec=the_spec, canary="2")
+    assert split.traffic == (("1", 80), ("2", 20))
+    assert split.state.canary == "2"
+    ended = step(split.state, "1", {"1": RUNNING, "2": RUNNING})
+    assert ended.traffic == (("1", 100),)
+    assert ended.state.canary is None
+
+
+def test_failed_canary_keeps_all_traffic_on_active() -> None:
+    the_spec = spec(version="1", rollout={"canary": {"version": "3", "percent": 50}})
+    result = step(serving("1"), "1", {"1": RUNNING, "3": FAILED}, the_spec=the_spec, canary="3")
+    assert result.traffic == (("1", 100),)
+    assert {c.type: c for c in result.conditions}["Degraded"].reason == "CanaryFailed"
+
+
+def test_missing_version_rolls_back_naming_the_uri() -> None:
+    missing = ("ModelNotFound", "s3://models/iris/9/ not found")
+    seen = Observed(T0, 1, None, problem=missing, apps={"1": RUNNING})
+    result = plan(spec("9"), serving("1"), seen)
+    assert result.traffic == (("1", 100),)
+    assert result.phase == "Degraded"
+    degraded = {c.type: c for c in result.conditions}["Degraded"]
+    assert degraded.reason == "RolledBack"
+    assert degraded.message == "s3://models/iris/9/ not found; still serving version 1"
+
+
+def test_missing_first_version_fails() -> None:
+    seen = Observed(T0, 1, None, problem=("ModelNotFound", "no versions under s3://models/iris/"))
+    result = plan(spec(), RolloutState(), seen)
+    assert result.phase == "Failed"
+    assert result.traffic == ()
+    assert {c.type: c for c in result.conditions}["Degraded"].reason == "ModelNotFound"
+
+
+def test_state_survives_the_status_round_trip() -> None:
+    state = step(serving("1"), "2", {"1": RUNNING, "2": DEPLOYING}).state
+    assert RolloutState.from_status(state.to_status()) == state
+    assert RolloutState.from_status({}) == RolloutState()

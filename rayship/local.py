@@ -113,7 +113,10 @@ class LocalRay:
     num_cpus: int = LOCAL_LOGICAL_CPUS
 
     def __enter__(self) -> ServeDashboard:
-        import ray
+        try:
+            import ray
+        except ImportError:
+            raise DeployFailed("local mode needs Ray: pip install 'rayship[serve]'") from None
 
         port = self.dashboard_port or free_port()
         # Ray's processes inherit this process's environment when ray.init starts them; the

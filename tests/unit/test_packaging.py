@@ -20,6 +20,8 @@ import pytest
 import yaml
 from packaging.requirements import Requirement
 
+from rayship_operator.settings import OperatorSettings
+
 REPO = Path(__file__).resolve().parents[2]
 PREDICTOR = REPO / "Dockerfile.predictor"
 OPERATOR = REPO / "operator" / "Dockerfile"
@@ -59,8 +61,14 @@ def parse(path: Path) -> tuple[dict[str, str], list[Stage]]:
     return global_args, stages
 
 
+def serving_requirements() -> list[str]:
+    """What a predictor replica needs: the core dependencies plus the `serve` extra."""
+    project = PYPROJECT["project"]
+    return [*project["dependencies"], *project["optional-dependencies"]["serve"]]
+
+
 def ray_pin() -> str:
-    for dependency in PYPROJECT["project"]["dependencies"]:
+    for dependency in serving_requirements():
         requirement = Requirement(dependency)
         if requirement.name == "ray":
             (spec,) = requirement.specifier
@@ -117,7 +125,7 @@ def test_predictor_installs_our_wheel_without_deps_and_the_missing_runtime_deps(
     listed["onnxruntime"] = listed.pop("ONNXRUNTIME")  # onnxruntime or onnxruntime-gpu
     needed = {
         Requirement(d).name: str(Requirement(d).specifier)
-        for d in PYPROJECT["project"]["dependencies"]
+        for d in serving_requirements()
         if Requirement(d).name not in {"ray", "numpy"}  # the Ray image ships both
     }
     assert listed == needed
@@ -131,9 +139,9 @@ def test_operator_image_runs_the_operator_entry_point() -> None:
     assert final.args("ENTRYPOINT") == ['["python", "-m", "rayship_operator"]']
     assert final.args("COPY") == ["--from=build /opt/rayship /opt/rayship"]
     assert any("PYTHONDONTWRITEBYTECODE=1" in env for env in final.args("ENV"))  # read-only root
-    # the port the chart probes, and the one rayship_operator.__main__ serves /healthz on
+    # the port the chart probes, and the operator's default liveness endpoint
     assert final.args("EXPOSE") == ["8080"]
-    assert "0.0.0.0:8080/healthz" in (REPO / "operator/rayship_operator/__main__.py").read_text()
+    assert OperatorSettings().liveness_endpoint == "http://0.0.0.0:8080/healthz"
 
 
 def copied_sources(path: Path) -> list[str]:

@@ -1,0 +1,102 @@
+"""`rayship serve` as a user runs it: the README's first command, its output and its Ctrl-C.
+
+It starts a Ray of its own beside the session's, so it runs as a subprocess that owns it.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from pathlib import Path
+
+import pytest
+
+from rayship.local import free_port
+
+pytestmark = pytest.mark.ray
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+def rayship(*args: str, cwd: Path) -> subprocess.Popen[str]:
+    return subprocess.Popen(
+        [sys.executable, "-P", "-m", "rayship.cli", *args],
+        cwd=cwd,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        start_new_session=True,
+    )
+
+
+def test_serve_example_then_stop_with_ctrl_c(example_models: Path, tmp_path: Path) -> None:
+    yaml_file = tmp_path / "iris-onnx.yaml"
+    yaml_file.write_text((REPO / "examples" / "iris-onnx.yaml").read_text())
+    (tmp_path / "models").symlink_to(example_models)
+    port = free_port()
+    process = rayship("serve", str(yaml_file), "--port", str(port), cwd=tmp_path)
+    lines: list[str] = []
+    try:
+        assert process.stdout is not None
+        deadline = time.monotonic() + 240
+        while time.monotonic() < deadline:
+            line = process.stdout.readline()
+            if not line:
+                break
+            lines.append(line)
+            if "press Ctrl-C to stop" in line:
+                break
+        printed = "".join(lines)
+        url = f"http://127.0.0.1:{port}/v2/models/iris-onnx"
+        assert f"serving iris-onnx (2 100%) at {url}" in printed, printed
+        body = {"inputs": [{"name": "input", "datatype": "FP32", "shape": [1, 4],
+                            "data": [5.1, 3.5, 1.4, 0.2]}]}  # fmt: skip
+        request = urllib.request.Request(f"{url}/infer", json.dumps(body).encode())
+        with urllib.request.urlopen(request, timeout=30) as response:
+            answer = json.loads(response.read())
+        assert answer["model_version"] == "2"
+        assert {output["name"] for output in answer["outputs"]} == {"probabilities", "label"}
+        os.killpg(process.pid, signal.SIGINT)
+        rest, _ = process.communicate(timeout=120)
+        assert process.returncode == 0, printed + rest
+        assert "stopping" in rest
+    finally:
+        if process.poll() is None:
+            os.killpg(process.pid, signal.SIGKILL)
+            process.wait()
+    with pytest.raises(urllib.error.URLError):  # nothing listens there any more
+        urllib.request.urlopen(f"http://127.0.0.1:{port}/v2", timeout=5)
+
+
+def test_invalid_yaml_is_refused_before_ray_starts(tmp_path: Path) -> None:
+    bad = tmp_path / "bad.yaml"
+    bad.write_text(
+        "apiVersion: serving.rayship.io/v1alpha1\nkind: ModelDeployment\nmetadata: {name: x}\n"
+        "spec: {model: {format: tensorflow, storageUri: 's3://m/x'}}\n"
+    )
+    process = rayship("serve", str(bad), cwd=tmp_path)
+    output, _ = process.communicate(timeout=120)
+    assert process.returncode == 1
+    assert "ModelDeployment 'x' is invalid" in output
+    assert "spec.model.format" in output
+    assert "Traceback" not in output
+
+
+def test_missing_version_names_the_uri(tmp_path: Path) -> None:
+    (tmp_path / "models" / "m" / "1").mkdir(parents=True)
+    spec = tmp_path / "m.yaml"
+    spec.write_text(
+        "apiVersion: serving.rayship.io/v1alpha1\nkind: ModelDeployment\nmetadata: {name: m}\n"
+        "spec: {model: {format: onnx, storageUri: 'file:models/m', version: '7'}}\n"
+    )
+    process = rayship("serve", str(spec), cwd=tmp_path)
+    output, _ = process.communicate(timeout=120)
+    assert process.returncode == 1
+    assert f"{(tmp_path / 'models' / 'm').as_uri()}/7/ not found" in output
+    assert "Traceback" not in output

@@ -12,6 +12,8 @@ import logging
 import os
 import socket
 import time
+import urllib.error
+import urllib.request
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -19,7 +21,15 @@ from types import TracebackType
 
 from rayship.dashboard import DashboardError, ServeDashboard
 from rayship.manifest import ModelDeployment
-from rayship.serveconfig import HttpOptions, LiveVersion, ModelRouting, compose, version_app_name
+from rayship.serveconfig import (
+    HttpOptions,
+    LiveVersion,
+    ModelRouting,
+    compose,
+    model_route,
+    version_app_name,
+    version_route,
+)
 from rayship.status import app_states
 from rayship.storage import ModelStore
 
@@ -101,8 +111,45 @@ def deploy(
     dashboard: ServeDashboard, routings: list[ModelRouting], http: HttpOptions, timeout_s: float
 ) -> None:
     """PUT the composed config and wait until it serves."""
+    deadline = time.monotonic() + timeout_s
     dashboard.put_config(compose(routings, http))
     wait_running(dashboard, app_names(routings), timeout_s)
+    wait_routed(http, routings, max(deadline - time.monotonic(), 1.0))
+
+
+def wait_routed(http: HttpOptions, routings: list[ModelRouting], timeout_s: float) -> None:
+    """Block until the HTTP ingress routes every model's and version's URL.
+
+    With HAProxy ingress (throughput-optimized mode) routes reach HAProxy a little after Serve
+    reports the applications running; until then their URLs answer 404.
+    """
+    host = "127.0.0.1" if http.host in ("0.0.0.0", "::", "") else http.host
+    base = f"http://{host}:{http.port}"
+    urls = []
+    for routing in routings:
+        urls.append(f"{base}{model_route(routing.model_name)}/ready")
+        urls += [
+            f"{base}{version_route(routing.model_name, live.version)}/ready"
+            for live in routing.live
+        ]
+    deadline = time.monotonic() + timeout_s
+    for url in urls:
+        while not _routed(url):
+            if time.monotonic() > deadline:
+                raise DeployFailed(f"{url} is still not routed after {timeout_s:.0f}s")
+            time.sleep(0.2)
+
+
+def _routed(url: str) -> bool:
+    """False while the URL reaches no model application: a 404, or the `/v2` application's
+    "not ready yet" for models it knows but the ingress does not route to yet."""
+    try:
+        with urllib.request.urlopen(url, timeout=10):
+            return True
+    except urllib.error.HTTPError as error:
+        return error.code != 404 and b"is not ready yet" not in error.read()
+    except OSError:
+        return False
 
 
 @dataclass

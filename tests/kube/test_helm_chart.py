@@ -11,7 +11,6 @@ from __future__ import annotations
 import json
 import re
 import secrets
-import socket
 import time
 import tomllib
 import urllib.request
@@ -23,6 +22,7 @@ import pytest
 import yaml
 
 from controlplane.cluster import ControlPlane, Tools
+from rayship.local import free_port
 from rayship.spec import RayClusterRef
 from rayship_operator.clusters import cluster_for
 from rayship_operator.settings import OperatorSettings
@@ -170,7 +170,7 @@ def test_deployment_runs_one_locked_down_operator(control_plane: ControlPlane) -
     assert security["allowPrivilegeEscalation"] is False
     assert security["privileged"] is False
     assert security["capabilities"]["drop"] == ["ALL"]
-    # kopf's liveness endpoint, fixed at :8080/healthz by rayship_operator.__main__
+    # kopf's liveness endpoint: the operator's default RAYSHIP_LIVENESS_ENDPOINT port
     assert container["ports"] == [{"name": "health", "containerPort": 8080, "protocol": "TCP"}]
     for probe in ("livenessProbe", "readinessProbe"):
         assert container[probe]["httpGet"] == {"path": "/healthz", "port": "health"}
@@ -304,7 +304,9 @@ def test_optional_raycluster_with_gpu_workers_and_autoscaler(control_plane: Cont
     cluster = one(docs, "RayCluster")
     assert cluster["apiVersion"] == "ray.io/v1"
     spec = cluster["spec"]
-    pins = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]["dependencies"]
+    pins = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]["optional-dependencies"][
+        "serve"
+    ]
     assert f"ray[serve]=={spec['rayVersion']}" in pins
     assert spec["enableInTreeAutoscaling"] is True
     assert spec["autoscalerOptions"]["upscalingMode"] == "Default"
@@ -554,17 +556,6 @@ def token_kubeconfig(plane: ControlPlane, namespace: str, account: str, path: Pa
     return path
 
 
-def wait_for_free_port(port: int, timeout_s: float = 180) -> None:
-    """The operator's liveness endpoint is fixed at :8080; another test session's operator may
-    hold it for a while (within one session, tests run one at a time)."""
-
-    def free() -> bool:
-        with socket.socket() as probe:
-            return probe.connect_ex(("127.0.0.1", port)) != 0
-
-    eventually(free, timeout_s=timeout_s, what=f"port {port} free for the operator's /healthz")
-
-
 @pytest.mark.e2e
 @pytest.mark.ray
 def test_operator_as_the_charts_service_account_serves_a_model(  # noqa: PLR0917 (fixtures)
@@ -617,8 +608,9 @@ def test_operator_as_the_charts_service_account_serves_a_model(  # noqa: PLR0917
         env.pop(name, None)  # the credentials must come from the Secret
     env.update(chart_env)
     env["KUBECONFIG"] = str(token_kubeconfig(plane, namespace, account, tmp_path / "sa.kubeconfig"))
+    # the chart's :8080 may be taken on a shared machine; the endpoint is a setting
+    env["RAYSHIP_LIVENESS_ENDPOINT"] = f"http://127.0.0.1:{free_port()}/healthz"
     log = tmp_path / "operator.log"
-    wait_for_free_port(8080)
     with run_operator(env, log) as operator:
         plane.kubectl("apply", "-f", "-", input=json.dumps(md))
 

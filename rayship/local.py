@@ -10,12 +10,15 @@ from __future__ import annotations
 
 import logging
 import os
+import shutil
+import signal
 import socket
+import tempfile
 import time
 import urllib.error
 import urllib.request
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from types import TracebackType
 
@@ -158,6 +161,7 @@ class LocalRay:
 
     dashboard_port: int = 0
     num_cpus: int = LOCAL_LOGICAL_CPUS
+    _haproxy_dir: Path = field(init=False, repr=False)
 
     def __enter__(self) -> ServeDashboard:
         try:
@@ -169,7 +173,8 @@ class LocalRay:
         # Ray's processes inherit this process's environment when ray.init starts them; the
         # caller's own environment is left as it was afterwards.
         saved = dict(os.environ)
-        os.environ.update(serve_environment(os.environ))
+        self._haproxy_dir = Path(tempfile.mkdtemp(prefix="rayship-haproxy-"))
+        os.environ.update(serve_environment(os.environ, self._haproxy_dir))
         try:
             ray.init(
                 num_cpus=self.num_cpus,
@@ -198,14 +203,17 @@ class LocalRay:
             serve.shutdown()
         finally:
             ray.shutdown()
+            stop_leftovers(self._haproxy_dir)
+            shutil.rmtree(self._haproxy_dir, ignore_errors=True)
 
 
-def serve_environment(current: Mapping[str, str]) -> dict[str, str]:
+def serve_environment(current: Mapping[str, str], haproxy_dir: Path) -> dict[str, str]:
     """Environment variables for a local Ray's Serve, on top of `current` (which wins).
 
     Throughput-optimized mode with HAProxy unless the caller set RAY_SERVE_THROUGHPUT_OPTIMIZED
     to 0. HAProxy's stats and metrics listeners get free ports instead of Serve's fixed 8404
-    and 9101, so several local Rays (parallel test sessions) can run on one machine.
+    and 9101, and its files live in `haproxy_dir` instead of Serve's shared /tmp/haproxy-serve,
+    so several local Rays (parallel test sessions) can run on one machine.
     """
     env: dict[str, str] = {}
     if current.get(THROUGHPUT_OPTIMIZED, "1") != "1":
@@ -215,7 +223,32 @@ def serve_environment(current: Mapping[str, str]) -> dict[str, str]:
         env[HAPROXY] = "1"
         for name in ("RAY_SERVE_HAPROXY_STATS_PORT", "RAY_SERVE_HAPROXY_METRICS_PORT"):
             env[name] = current.get(name) or str(free_port())
+        env["RAY_SERVE_HAPROXY_CONFIG_FILE_LOC"] = str(haproxy_dir / "haproxy.cfg")
+        env["RAY_SERVE_HAPROXY_SOCKET_PATH"] = str(haproxy_dir / "admin.sock")
+        env["RAY_SERVE_HAPROXY_SERVER_STATE_BASE"] = str(haproxy_dir)
+        env["RAY_SERVE_HAPROXY_SERVER_STATE_FILE"] = str(haproxy_dir / "server-state")
     return env
+
+
+def stop_leftovers(marker: Path) -> None:
+    """SIGTERM processes whose command line mentions `marker`.
+
+    Ray's shutdown can leave the HAProxy it started running (re-parented to init); its command
+    line names the config in this LocalRay's own folder, so only ours are found. Linux only:
+    elsewhere there is no /proc and nothing is done.
+    """
+    proc = Path("/proc")
+    if not proc.is_dir():
+        return
+    needle = str(marker).encode()
+    for entry in proc.iterdir():
+        if not entry.name.isdigit() or int(entry.name) == os.getpid():
+            continue
+        try:
+            if needle in (entry / "cmdline").read_bytes():
+                os.kill(int(entry.name), signal.SIGTERM)
+        except (OSError, ProcessLookupError):
+            continue
 
 
 def _wait_dashboard(dashboard: ServeDashboard, timeout_s: float) -> None:

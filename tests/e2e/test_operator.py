@@ -187,8 +187,12 @@ def test_restart_when_settled_redeploys_nothing(stack: Stack) -> None:
     stack.wait_for("settled", lambda s: s.get("phase") == "Ready")
     time.sleep(5)  # several reconcile ticks of the new operator process
     after = stack.serve.dashboard.applications()
-    assert after.keys() == before.keys()
-    for name in before:
+    # Earlier tests' applications may still be being deleted by Serve: compare this model's
+    # and the server application (which carries the config hash).
+    mine = {"rayship", "settled", "settled@1"}
+    assert mine <= before.keys()
+    assert mine <= after.keys()
+    for name in mine:
         assert after[name]["last_deployed_time_s"] == before[name]["last_deployed_time_s"], name
 
 

@@ -28,9 +28,9 @@ from rayship.serveconfig import (
     HttpOptions,
     LiveVersion,
     ModelRouting,
+    app_names,
     compose,
     model_route,
-    version_app_name,
     version_route,
 )
 from rayship.status import app_states
@@ -99,15 +99,6 @@ def wait_running(dashboard: ServeDashboard, names: list[str], timeout_s: float) 
             waiting = [name for name in names if not (name in states and states[name].running)]
             raise DeployFailed(f"not running after {timeout_s:.0f}s: {', '.join(waiting)}")
         time.sleep(0.5)
-
-
-def app_names(routings: list[ModelRouting]) -> list[str]:
-    """Every application the composed config creates for `routings`."""
-    names = []
-    for routing in routings:
-        names.append(routing.model_name)
-        names += [version_app_name(routing.model_name, live.version) for live in routing.live]
-    return names
 
 
 def deploy(

@@ -18,6 +18,7 @@ from __future__ import annotations
 import hashlib
 import json
 import re
+from collections.abc import Iterable
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
@@ -205,6 +206,15 @@ def _server_app(models: list[str]) -> dict[str, Any]:
             }
         ],
     }
+
+
+def app_names(routings: Iterable[ModelRouting]) -> list[str]:
+    """The model and version applications a composed config creates (the server app aside)."""
+    names = []
+    for routing in routings:
+        names.append(routing.model_name)
+        names += [version_app_name(routing.model_name, live.version) for live in routing.live]
+    return names
 
 
 def compose(models: list[ModelRouting], http: HttpOptions | None = None) -> dict[str, Any]:

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlsplit
@@ -22,9 +21,9 @@ from rayship.serveconfig import (
     SERVER_APP,
     HttpOptions,
     ModelRouting,
+    app_names,
     compose,
     config_hash,
-    version_app_name,
 )
 from rayship.spec import RayClusterRef
 from rayship.status import AppState, app_states
@@ -78,15 +77,6 @@ def _deployed_hash(applications: dict[str, Any]) -> str | None:
     return None
 
 
-def expected_apps(routings: Iterable[ModelRouting]) -> set[str]:
-    """Every application a composed config creates."""
-    names = {SERVER_APP}
-    for routing in routings:
-        names.add(routing.model_name)
-        names |= {version_app_name(routing.model_name, live.version) for live in routing.live}
-    return names
-
-
 class ClusterWriter:
     """The single writer of one cluster's Serve config."""
 
@@ -133,7 +123,7 @@ class ClusterWriter:
         routings = [r for r in self.routings.values() if r is not None]
         config = compose(routings, self.ref.http)
         digest = _with_hash(config)
-        missing = expected_apps(routings) - self._applications.keys()
+        missing = {SERVER_APP, *app_names(routings)} - self._applications.keys()
         unchanged = digest == _deployed_hash(self._applications)
         if unchanged and not missing:
             return False

@@ -11,6 +11,7 @@ from rayship.serveconfig import (
     HttpOptions,
     LiveVersion,
     ModelRouting,
+    app_names,
     compose,
     config_hash,
     memory_bytes,
@@ -97,6 +98,12 @@ def test_server_app_knows_every_model_and_http_options_apply() -> None:
     assert config["http_options"] == {"host": "127.0.0.1", "port": 8123}
     server = apps(config)["rayship"]["deployments"][0]
     assert server["user_config"] == {"models": ["a", "b"]}
+
+
+def test_app_names_are_exactly_the_composed_model_and_version_apps() -> None:
+    routings = [routing("iris", ["1", "2"], [("1", 100)]), routing("m", ["3"], [("3", 100)])]
+    composed = {app["name"] for app in compose(routings)["applications"]}
+    assert sorted(app_names(routings)) == sorted(composed - {"rayship"})
 
 
 def test_hash_is_stable_and_sensitive() -> None:

@@ -12,7 +12,7 @@ from typing import Any
 import kopf
 import kubernetes
 
-from rayship.manifest import parse
+from rayship.manifest import ModelDeployment, parse
 from rayship_operator.reconcile import Claim, Outcome, Reconciler, object_key
 from rayship_operator.settings import OperatorSettings
 
@@ -58,17 +58,17 @@ def build_registry(settings: OperatorSettings) -> kopf.OperatorRegistry:
         created = body["metadata"].get("creationTimestamp", "")
         return {cluster: Claim(object_key(md.namespace, md.name), md.model_name, created)}
 
-    def claims_for(body: kopf.Body, by_cluster: kopf.Index[str, Claim]) -> list[Claim]:
-        """Every ModelDeployment targeting the same cluster as `body`."""
-        cluster = reconciler.cluster_of(parse(dict(body))).dashboard
-        return list(by_cluster.get(cluster, []))
+    def claims_for(md: ModelDeployment, by_cluster: kopf.Index[str, Claim]) -> list[Claim]:
+        """Every ModelDeployment targeting the same cluster as `md`."""
+        return list(by_cluster.get(reconciler.cluster_of(md).dashboard, []))
 
     async def _reconcile(
         body: kopf.Body, patch: kopf.Patch, meta: kopf.Meta, by_cluster: kopf.Index[str, Claim]
     ) -> None:
-        claims = claims_for(body, by_cluster)
+        md = parse(dict(body))
         generation = int(meta.get("generation") or 0)
-        _post(body, patch, await reconciler.reconcile(dict(body), claims, generation))
+        outcome = await reconciler.reconcile(md, dict(body), claims_for(md, by_cluster), generation)
+        _post(body, patch, outcome)
 
     @kopf.on.resume(GROUP, VERSION, PLURAL, id="reconcile", registry=registry)
     @kopf.on.create(GROUP, VERSION, PLURAL, id="reconcile", registry=registry)
@@ -84,6 +84,7 @@ def build_registry(settings: OperatorSettings) -> kopf.OperatorRegistry:
 
     @kopf.on.delete(GROUP, VERSION, PLURAL, id="remove", registry=registry)
     async def deleted(body: kopf.Body, **kwargs: Any) -> None:
-        await reconciler.remove(dict(body), claims_for(body, kwargs["by_cluster"]))
+        md = parse(dict(body))
+        await reconciler.remove(md, claims_for(md, kwargs["by_cluster"]))
 
     return registry

@@ -17,7 +17,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from rayship.dashboard import DashboardError
-from rayship.manifest import ModelDeployment, parse
+from rayship.manifest import ModelDeployment
 from rayship.serveconfig import ModelRouting, model_route, version_app_name
 from rayship.spec import StorageSpec
 from rayship.storage import Credentials, ModelNotFound, ModelStore, ResolvedVersion, StorageError
@@ -130,10 +130,14 @@ class Reconciler:
         return target, canary, None
 
     async def reconcile(
-        self, body: dict[str, Any], claims: Iterable[Claim], generation: int
+        self,
+        md: ModelDeployment,
+        body: dict[str, Any],
+        claims: Iterable[Claim],
+        generation: int,
     ) -> Outcome:
-        """One pass for one ModelDeployment."""
-        md = parse(dict(body))
+        """One pass for one ModelDeployment: `md` is `body` parsed (its status and metadata are
+        read from `body`)."""
         key = object_key(md.namespace, md.name)
         previous: dict[str, Any] = dict(body.get("status") or {})
         now = now_text()
@@ -194,9 +198,8 @@ class Reconciler:
         status = report.status_from_plan(decision, url, previous, generation, now)
         return Outcome(status, decision.events + _degraded_events(previous, status))
 
-    async def remove(self, body: dict[str, Any], claims: Iterable[Claim]) -> None:
+    async def remove(self, md: ModelDeployment, claims: Iterable[Claim]) -> None:
         """A ModelDeployment is being deleted: remove its applications, and only its."""
-        md = parse(dict(body))
         key = object_key(md.namespace, md.name)
         writer = self.clusters.writer(self.cluster_of(md))
         async with writer.lock:

@@ -8,6 +8,7 @@ relative to the YAML file, so examples work from any working directory.
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 import shutil
@@ -15,12 +16,12 @@ import signal
 import socket
 import tempfile
 import time
-import urllib.error
 import urllib.request
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import TracebackType
+from typing import Any
 
 from rayship.dashboard import DashboardError, ServeDashboard
 from rayship.manifest import ModelDeployment
@@ -30,8 +31,6 @@ from rayship.serveconfig import (
     ModelRouting,
     app_names,
     compose,
-    model_route,
-    version_route,
 )
 from rayship.status import app_states
 from rayship.storage import ModelStore
@@ -104,46 +103,49 @@ def wait_running(dashboard: ServeDashboard, names: list[str], timeout_s: float) 
 def deploy(
     dashboard: ServeDashboard, routings: list[ModelRouting], http: HttpOptions, timeout_s: float
 ) -> None:
-    """PUT the composed config and wait until it serves."""
+    """PUT the composed config and wait until it serves: applications running, routes in place."""
     deadline = time.monotonic() + timeout_s
-    dashboard.put_config(compose(routings, http))
+    config = compose(routings, http)
+    dashboard.put_config(config)
     wait_running(dashboard, app_names(routings), timeout_s)
-    wait_routed(http, routings, max(deadline - time.monotonic(), 1.0))
+    wait_routed(http, routes_of(config), max(deadline - time.monotonic(), 1.0))
 
 
-def wait_routed(http: HttpOptions, routings: list[ModelRouting], timeout_s: float) -> None:
-    """Block until the HTTP ingress routes every model's and version's URL.
+def routes_of(config: dict[str, Any]) -> dict[str, str]:
+    """The HTTP route table a composed config asks for: route prefix -> application."""
+    return {
+        app["route_prefix"]: app["name"]
+        for app in config["applications"]
+        if app.get("route_prefix") is not None
+    }
 
-    With HAProxy ingress (throughput-optimized mode) routes reach HAProxy a little after Serve
-    reports the applications running; until then their URLs answer 404.
+
+def wait_routed(http: HttpOptions, routes: dict[str, str], timeout_s: float) -> None:
+    """Block until the HTTP ingress routes exactly `routes`.
+
+    Serve reports applications running before its ingress (HAProxy in throughput-optimized
+    mode, else Serve's proxy) has the new routes; until then a model URL may still reach the
+    version that owned it before. Both answer `GET /-/routes` with their current table.
     """
     host = "127.0.0.1" if http.host in ("0.0.0.0", "::", "") else http.host
-    base = f"http://{host}:{http.port}"
-    urls = []
-    for routing in routings:
-        urls.append(f"{base}{model_route(routing.model_name)}/ready")
-        urls += [
-            f"{base}{version_route(routing.model_name, live.version)}/ready"
-            for live in routing.live
-        ]
+    url = f"http://{host}:{http.port}/-/routes"
     deadline = time.monotonic() + timeout_s
-    for url in urls:
-        while not _routed(url):
-            if time.monotonic() > deadline:
-                raise DeployFailed(f"{url} is still not routed after {timeout_s:.0f}s")
-            time.sleep(0.2)
+    current = None
+    while current != routes:
+        if time.monotonic() > deadline:
+            raise DeployFailed(f"{url} still says {current} after {timeout_s:.0f}s, not {routes}")
+        time.sleep(0.2)
+        current = _route_table(url)
 
 
-def _routed(url: str) -> bool:
-    """False while the URL reaches no model application: a 404, or the `/v2` application's
-    "not ready yet" for models it knows but the ingress does not route to yet."""
+def _route_table(url: str) -> dict[str, str] | None:
+    """The ingress's route table, or None while it cannot answer (starting, no replicas)."""
     try:
-        with urllib.request.urlopen(url, timeout=10):
-            return True
-    except urllib.error.HTTPError as error:
-        return error.code != 404 and b"is not ready yet" not in error.read()
-    except OSError:
-        return False
+        with urllib.request.urlopen(url, timeout=10) as response:
+            table: dict[str, str] = json.loads(response.read())
+            return table
+    except (OSError, ValueError):
+        return None
 
 
 @dataclass

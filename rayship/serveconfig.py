@@ -1,15 +1,27 @@
 """Compose the whole Ray Serve config of one cluster from the models that target it.
 
 Serve's REST PUT replaces every application on a cluster, so the config is always built from
-all models at once (local mode and the operator both call `compose`). Each model becomes:
+all models at once (local mode and the operator both call `compose`). Each live version of a
+model is one application, `<model>@<version>`:
 
-- one application per live version, `<model>@<version>`, routed at
-  `/v2/models/<model>/versions/<version>` so a versioned request takes no extra hop;
-- one ingress application `<model>` at `/v2/models/<model>` that forwards unversioned requests
-  to the live versions by the traffic split. The split travels in the ingress's `user_config`,
-  a lightweight update in Serve: moving traffic or rolling back never restarts model replicas.
+- the version that takes all of the model's traffic is routed at `/v2/models/<model>`, so
+  unversioned requests reach its replicas with no extra hop (the common case, measured in
+  `bench/server_bench.py`); it also answers `/versions/<v>` below that URL, its own directly
+  and other live versions' through a DeploymentHandle;
+- every other live version has no HTTP route (`route_prefix: null`) and is reached by handle.
 
-A server-level application answers `/v2`, `/v2/health/*` and 404s for unknown models.
+The server application at `/v2` answers server metadata and health, and every model URL no
+version owns: it forwards the requests of a model whose traffic is split (a canary) by the
+traffic table, and answers 404 for unknown models.
+
+Why versions never hold a route of their own: with HAProxy ingress, Serve reconfigures a
+replica's route prefix before HAProxy's routes change, and a replica refuses paths outside its
+prefix, so moving a live version from the model URL to `/versions/<v>` failed requests for
+about a second (hundreds in the e2e test that switches versions under load). A replica with no
+route prefix accepts every path, so handing the model URL from one version to another, or to
+the server application, never fails a request. Route prefixes and `user_config` are both
+lightweight updates in Serve: moving traffic never restarts a model replica.
+
 Pure functions only: no I/O, so the operator's reconcile logic is testable without a cluster.
 """
 
@@ -28,10 +40,10 @@ from rayship.spec import ModelDeploymentSpec
 PREDICTORS = "rayship_predictors.app"
 SERVER_APP = "rayship"
 VERSION_DEPLOYMENT = "ModelVersion"
-INGRESS_DEPLOYMENT = "ModelIngress"
 SERVER_DEPLOYMENT = "ServerInfo"
 
-# Routers only forward bytes; reserving a whole CPU each (Serve's default) would starve models.
+# The server application only forwards bytes: reserving a whole CPU for it (Serve's default)
+# would starve the models.
 ROUTER_ACTOR_OPTIONS = {"num_cpus": 0}
 
 _QUANTITY = re.compile(r"^([0-9]+(?:\.[0-9]+)?)(Ki|Mi|Gi|Ti|K|M|G|T)?$")
@@ -92,11 +104,6 @@ def model_route(model: str) -> str:
     return f"/v2/models/{model}"
 
 
-def version_route(model: str, version: str) -> str:
-    """The V2 route prefix of one version of a model."""
-    return f"{model_route(model)}/versions/{version}"
-
-
 def memory_bytes(quantity: str) -> int:
     """A Kubernetes quantity (`2Gi`, `512M`) in bytes, for Ray's `memory` actor option."""
     match = _QUANTITY.match(quantity)
@@ -131,13 +138,28 @@ def _scaling(spec: ModelDeploymentSpec) -> dict[str, Any]:
     }
 
 
+def direct_version(routing: ModelRouting) -> str | None:
+    """The version that takes all unversioned traffic, if one does: it owns the model's URL."""
+    shares = [(version, percent) for version, percent in routing.traffic if percent > 0]
+    if len(shares) == 1 and shares[0][1] == 100:
+        return shares[0][0]
+    return None
+
+
+def route_of(routing: ModelRouting, version: str) -> str | None:
+    """The model's URL for the version taking all traffic; no HTTP route for the others."""
+    if version == direct_version(routing):
+        return model_route(routing.model_name)
+    return None
+
+
 def _version_app(routing: ModelRouting, live: LiveVersion) -> dict[str, Any]:
     """The application that loads and serves one version."""
     spec = routing.deployment.spec
     model = routing.model_name
     app: dict[str, Any] = {
         "name": version_app_name(model, live.version),
-        "route_prefix": version_route(model, live.version),
+        "route_prefix": route_of(routing, live.version),
         "import_path": f"{PREDICTORS}:version_app",
         "args": {
             "model_name": model,
@@ -154,6 +176,7 @@ def _version_app(routing: ModelRouting, live: LiveVersion) -> dict[str, Any]:
                 "name": VERSION_DEPLOYMENT,
                 "max_ongoing_requests": spec.max_ongoing_requests,
                 "ray_actor_options": _actor_options(spec),
+                "user_config": {"versions": _version_apps(routing)},
                 **_scaling(spec),
             }
         ],
@@ -168,32 +191,23 @@ def _with_environment(app: dict[str, Any], routing: ModelRouting) -> dict[str, A
     return app
 
 
-def _ingress_app(routing: ModelRouting) -> dict[str, Any]:
-    """The application that splits unversioned traffic across live versions."""
-    model = routing.model_name
-    app = {
-        "name": model,
-        "route_prefix": model_route(model),
-        "import_path": f"{PREDICTORS}:ingress_app",
-        "args": {"model_name": model},
-        "deployments": [
-            {
-                "name": INGRESS_DEPLOYMENT,
-                "ray_actor_options": ROUTER_ACTOR_OPTIONS,
-                "user_config": {
-                    "versions": {
-                        live.version: version_app_name(model, live.version) for live in routing.live
-                    },
-                    "traffic": [list(pair) for pair in routing.traffic],
-                },
-            }
-        ],
+def _version_apps(routing: ModelRouting) -> dict[str, str]:
+    """Each live version's application, for forwarding requests by handle."""
+    return {
+        live.version: version_app_name(routing.model_name, live.version) for live in routing.live
     }
-    return _with_environment(app, routing)
 
 
-def _server_app(models: list[str]) -> dict[str, Any]:
-    """The server-level application: `/v2`, health, and 404 for unknown models."""
+def model_table(routing: ModelRouting) -> dict[str, Any]:
+    """What the server application needs to forward a model's requests."""
+    return {
+        "versions": _version_apps(routing),
+        "traffic": [list(pair) for pair in routing.traffic],
+    }
+
+
+def _server_app(routings: list[ModelRouting]) -> dict[str, Any]:
+    """The server-level application: `/v2`, health, split traffic and 404 for unknown models."""
     return {
         "name": SERVER_APP,
         "route_prefix": "/v2",
@@ -202,27 +216,29 @@ def _server_app(models: list[str]) -> dict[str, Any]:
             {
                 "name": SERVER_DEPLOYMENT,
                 "ray_actor_options": ROUTER_ACTOR_OPTIONS,
-                "user_config": {"models": sorted(models)},
+                "user_config": {
+                    "models": {routing.model_name: model_table(routing) for routing in routings}
+                },
             }
         ],
     }
 
 
 def app_names(routings: Iterable[ModelRouting]) -> list[str]:
-    """The model and version applications a composed config creates (the server app aside)."""
-    names = []
-    for routing in routings:
-        names.append(routing.model_name)
-        names += [version_app_name(routing.model_name, live.version) for live in routing.live]
-    return names
+    """The version applications a composed config creates (the server app aside)."""
+    return [
+        version_app_name(routing.model_name, live.version)
+        for routing in routings
+        for live in routing.live
+    ]
 
 
 def compose(models: list[ModelRouting], http: HttpOptions | None = None) -> dict[str, Any]:
     """The complete Serve config for a cluster serving `models`."""
     http = http or HttpOptions()
-    applications = [_server_app([routing.model_name for routing in models])]
-    for routing in sorted(models, key=lambda r: r.model_name):
-        applications.append(_ingress_app(routing))
+    ordered = sorted(models, key=lambda r: r.model_name)
+    applications = [_server_app(ordered)]
+    for routing in ordered:
         applications += [_version_app(routing, live) for live in routing.live]
     return {
         "http_options": {"host": http.host, "port": http.port},

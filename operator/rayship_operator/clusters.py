@@ -24,6 +24,9 @@ from rayship.serveconfig import (
     app_names,
     compose,
     config_hash,
+    direct_version,
+    model_route,
+    version_app_name,
 )
 from rayship.spec import RayClusterRef
 from rayship.status import AppState, app_states
@@ -66,15 +69,43 @@ def _with_hash(config: dict[str, Any]) -> str:
     return digest
 
 
-def _deployed_hash(applications: dict[str, Any]) -> str | None:
-    """The hash of the config the cluster runs, if an operator put it there."""
+def _server_user_config(applications: dict[str, Any]) -> dict[str, Any]:
+    """The user_config the cluster's server application was deployed with ({} if none)."""
     server = applications.get(SERVER_APP) or {}
     deployed = server.get("deployed_app_config") or {}
     for deployment in deployed.get("deployments") or []:
-        value = (deployment.get("user_config") or {}).get(HASH_KEY)
-        if value:
-            return str(value)
-    return None
+        return dict(deployment.get("user_config") or {})
+    return {}
+
+
+def _deployed_hash(applications: dict[str, Any]) -> str | None:
+    """The hash of the config the cluster runs, if an operator put it there."""
+    value = _server_user_config(applications).get(HASH_KEY)
+    return str(value) if value else None
+
+
+def routes_in_effect(applications: dict[str, Any], routing: ModelRouting) -> bool:
+    """Whether Serve's applications (`GET /api/serve/applications/`) route as `routing` plans.
+
+    The server application must run with the model's traffic table, and the model's URL must
+    belong to the running version that takes all traffic (or, for a split, to no version).
+    """
+    server = applications.get(SERVER_APP) or {}
+    if server.get("status") != "RUNNING":
+        return False
+    tables = _server_user_config(applications).get("models") or {}
+    table = tables.get(routing.model_name) or {}
+    if table.get("traffic") != [list(pair) for pair in routing.traffic]:
+        return False
+    owner = direct_version(routing)
+    route = model_route(routing.model_name)
+    for live in routing.live:
+        app = applications.get(version_app_name(routing.model_name, live.version)) or {}
+        if (app.get("route_prefix") == route) != (live.version == owner):
+            return False
+        if live.version == owner and app.get("status") != "RUNNING":
+            return False
+    return True
 
 
 class ClusterWriter:
@@ -92,16 +123,9 @@ class ClusterWriter:
         self._applications = await asyncio.to_thread(self.dashboard.applications)
         return app_states(self._applications)
 
-    def traffic_in_effect(self, model: str, traffic: tuple[tuple[str, int], ...]) -> bool:
-        """Whether the observed ingress of `model` runs with exactly this traffic table."""
-        app = self._applications.get(model) or {}
-        deployed = app.get("deployed_app_config") or {}
-        for deployment in deployed.get("deployments") or []:
-            table = (deployment.get("user_config") or {}).get("traffic")
-            if table is not None:
-                running = app.get("status") == "RUNNING"
-                return running and [tuple(pair) for pair in table] == list(traffic)
-        return False
+    def traffic_in_effect(self, routing: ModelRouting) -> bool:
+        """Whether the cluster, as last observed, routes `routing`'s traffic as planned."""
+        return routes_in_effect(self._applications, routing)
 
     def assign(self, key: str, routing: ModelRouting | None) -> None:
         """Record one ModelDeployment's routing; None means it holds no applications."""

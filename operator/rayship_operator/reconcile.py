@@ -186,13 +186,14 @@ class Reconciler:
                 state,
                 Observed(datetime.now(UTC), generation, target, canary, problem, by_version),
             )
-            writer.assign(key, ModelRouting(md, decision.live, decision.traffic, None, environment))
+            routing = ModelRouting(md, decision.live, decision.traffic, None, environment)
+            writer.assign(key, routing)
             try:
                 sent = await writer.write({c.key for c in claims} | {key})
             except DashboardError as error:
                 return _problem("ClusterUnreachable", str(error), previous, generation, now)
             self.states[key] = decision.state
-            if sent or not writer.traffic_in_effect(md.model_name, decision.traffic):
+            if sent or not writer.traffic_in_effect(routing):
                 decision = report.applying_traffic(decision)
         url = ref.serve_url + model_route(md.model_name)
         status = report.status_from_plan(decision, url, previous, generation, now)

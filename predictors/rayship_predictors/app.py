@@ -1,24 +1,26 @@
 """The Ray Serve deployments and the application builders named in the Serve config.
 
-`rayship.serveconfig` composes three kinds of application, each built here from its `args`:
+`rayship.serveconfig` composes two kinds of application, each built here from its `args`:
 
-- `version_app`: one loaded model version (`ModelVersion`), routed at
-  `/v2/models/<m>/versions/<v>`; it also answers the ingress's handle calls.
-- `ingress_app`: `ModelIngress` at `/v2/models/<m>`, which forwards to the live versions by the
-  traffic split in its `user_config` (a lightweight update: no replica restarts).
-- `server_app`: `ServerInfo` at `/v2`: server metadata, health, and 404 for unknown models.
+- `version_app`: one loaded model version (`ModelVersion`). Routed at `/v2/models/<m>` when it
+  takes all of the model's traffic, and with no HTTP route otherwise (why: `serveconfig`'s
+  docstring); either way it answers the whole URL, and `/versions/<v>` of its sibling versions
+  by forwarding them through a DeploymentHandle.
+- `server_app`: `ServerInfo` at `/v2`: server metadata and health, every model URL no version
+  owns (a split traffic table, or a model still starting), and 404 for unknown models.
+
+Traffic tables and sibling lists travel in `user_config`: a lightweight update in Serve, so
+moving traffic never restarts a replica.
 """
 
 from __future__ import annotations
 
 import logging
-import random
 from collections.abc import Awaitable, Callable, Mapping
 from pathlib import Path
 from typing import Any
 
 import numpy as np
-import orjson
 from ray.serve.handle import DeploymentHandle
 from starlette.requests import Request
 from starlette.responses import Response
@@ -27,9 +29,10 @@ from ray import serve
 from rayship.spec import BatchingSpec, ModelSpec, StorageSpec, from_plain
 from rayship.storage import ModelStore
 from rayship_predictors.dataplane import Reply, VersionDataPlane
-from rayship_predictors.errors import NotFound, NotReady
+from rayship_predictors.errors import NotFound
 from rayship_predictors.http import RouteTable, find_handler, max_body_bytes, serve_http
 from rayship_predictors.runtimes.loader import load_runtime
+from rayship_predictors.traffic import TrafficTable, below_model, split_version
 
 logger = logging.getLogger(__name__)
 
@@ -39,6 +42,30 @@ EXTENSIONS = ["binary_tensor_data"]
 VERSION_DEPLOYMENT = "ModelVersion"
 
 Tensors = Mapping[str, np.ndarray]
+
+
+class VersionHandles:
+    """DeploymentHandles to version applications, made on first use and kept while live."""
+
+    def __init__(self) -> None:
+        self._handles: dict[str, DeploymentHandle] = {}
+
+    def keep_only(self, apps: set[str]) -> None:
+        """Forget handles to applications that are no longer live."""
+        self._handles = {app: h for app, h in self._handles.items() if app in apps}
+
+    async def forward(
+        self, app: str, method: str, path: str, body: bytes, length: int | None
+    ) -> Reply:
+        """One request, answered by the version application `app`."""
+        handle = self._handles.get(app)
+        if handle is None:
+            handle = serve.get_deployment_handle(
+                VERSION_DEPLOYMENT, app_name=app, _check_exists=False
+            )
+            self._handles[app] = handle
+        reply: Reply = await handle.route_request.remote(method, path, body, length)
+        return reply
 
 
 class ModelVersion:
@@ -61,6 +88,8 @@ class ModelVersion:
         local_dir: Path = store.fetch(storage_uri, version)
         runtime = load_runtime(spec, local_dir, use_gpu)
         self.plane = VersionDataPlane(model_name, version, runtime)
+        self.siblings: dict[str, str] = {}  # live version -> its application
+        self.handles = VersionHandles()
         self.body_limit = max_body_bytes()
         self._run_batched: Callable[[Tensors], Awaitable[dict[str, np.ndarray]]] | None = None
         self._triton_config = self.plane.triton_config()
@@ -81,18 +110,31 @@ class ModelVersion:
         }
         logger.info("loaded %s version %s (%s) from %s", model_name, version, digest, local_dir)
 
+    def reconfigure(self, config: dict[str, Any]) -> None:
+        """Take the model's live versions and their applications (Serve calls it on every
+        user_config change)."""
+        self.siblings = dict(config.get("versions", {}))
+        self.handles.keep_only(set(self.siblings.values()))
+
     async def __call__(self, request: Request) -> Response:
-        """HTTP entry for `/v2/models/<m>/versions/<v>/...`."""
+        """HTTP entry: the model's URLs when this version owns them (or HAProxy still thinks so)."""
         return await serve_http(request, self.route_request, self.body_limit)
 
     async def route_request(
         self, method: str, path: str, body: bytes, header_length: int | None
     ) -> Reply:
-        """Route one request; also the method the ingress calls through its handle."""
-        return await find_handler(self.routes, method, path)(body, header_length)
+        """Route one request; also the method other applications call through a handle."""
+        version, rest = split_version(below_model(self.plane.model_name, path))
+        if version is None or version == self.plane.version:
+            return await find_handler(self.routes, method, rest)(body, header_length)
+        app = self.siblings.get(version)
+        if app is None:
+            raise NotFound(f"model {self.plane.model_name!r} has no live version {version!r}")
+        return await self.handles.forward(app, method, rest, body, header_length)
 
     async def _metadata(self, body: bytes, header_length: int | None) -> Reply:
-        return Reply.json(self.plane.metadata())
+        versions = sorted(self.siblings) or [self.plane.version]
+        return Reply.json({**self.plane.metadata(), "versions": versions})
 
     async def _ready(self, body: bytes, header_length: int | None) -> Reply:
         return Reply.json({"name": self.plane.model_name, "ready": True})
@@ -113,85 +155,16 @@ class ModelVersion:
         return self.plane.run_batch(requests)
 
 
-class ModelIngress:
-    """Splits unversioned traffic for one model across its live versions."""
-
-    def __init__(self, model_name: str) -> None:
-        self.model_name = model_name
-        self.body_limit = max_body_bytes()
-        self.versions: dict[str, str] = {}
-        self.traffic: list[tuple[str, int]] = []
-        self._handles: dict[str, DeploymentHandle] = {}
-
-    def reconfigure(self, config: dict[str, Any]) -> None:
-        """Take a new routing table; called by Serve on every user_config change."""
-        self.versions = dict(config.get("versions", {}))
-        self.traffic = [(str(v), int(p)) for v, p in config.get("traffic", []) if int(p) > 0]
-        self._handles = {v: h for v, h in self._handles.items() if v in self.versions}
-
-    def _handle(self, version: str) -> DeploymentHandle:
-        handle = self._handles.get(version)
-        if handle is None:
-            handle = serve.get_deployment_handle(
-                VERSION_DEPLOYMENT, app_name=self.versions[version], _check_exists=False
-            )
-            self._handles[version] = handle
-        return handle
-
-    def _require_traffic(self) -> None:
-        if not self.traffic:
-            raise NotReady(f"model {self.model_name!r} has no version ready to serve")
-
-    def _primary(self) -> str:
-        """The version with the largest share: it answers metadata and readiness."""
-        self._require_traffic()
-        return max(self.traffic, key=lambda pair: pair[1])[0]
-
-    def _pick(self) -> str:
-        """A version drawn by the traffic split."""
-        self._require_traffic()
-        if len(self.traffic) == 1:
-            return self.traffic[0][0]
-        names = [version for version, _ in self.traffic]
-        weights = [percent for _, percent in self.traffic]
-        return random.choices(names, weights)[0]
-
-    async def __call__(self, request: Request) -> Response:
-        """HTTP entry for `/v2/models/<m>/...`."""
-        return await serve_http(request, self.route_request, self.body_limit)
-
-    async def route_request(
-        self, method: str, path: str, body: bytes, header_length: int | None
-    ) -> Reply:
-        """Forward to one live version: the drawn one for infer, the primary otherwise."""
-        if path.startswith("/versions/"):
-            version, _, rest = path[len("/versions/") :].partition("/")
-            if version not in self.versions:
-                raise NotFound(f"model {self.model_name!r} has no live version {version!r}")
-            target, path = version, f"/{rest}" if rest else ""
-        elif path == "/infer":
-            target = self._pick()
-        else:
-            target = self._primary()
-        reply: Reply = await self._handle(target).route_request.remote(
-            method, path, body, header_length
-        )
-        if path == "" and method == "GET" and reply.status == 200:
-            return self._with_all_versions(reply)
-        return reply
-
-    def _with_all_versions(self, reply: Reply) -> Reply:
-        """Model metadata lists every live version, not just the one that answered."""
-        metadata = orjson.loads(reply.body)
-        metadata["versions"] = sorted(self.versions)
-        return Reply.json(metadata)
-
-
 class ServerInfo:
-    """`/v2`: server metadata and health, and the V2 404 for models nobody serves."""
+    """`/v2`: server metadata and health, split traffic, and the V2 404 for unknown models.
+
+    Serve routes a model URL here only when no version application owns it: the model's traffic
+    is split (a canary), no version serves yet, or the model is unknown.
+    """
 
     def __init__(self) -> None:
-        self.models: set[str] = set()
+        self.models: dict[str, TrafficTable] = {}
+        self.handles = VersionHandles()
         self.body_limit = max_body_bytes()
         self.routes: RouteTable = {
             "": {"GET": self._metadata},
@@ -200,23 +173,38 @@ class ServerInfo:
         }
 
     def reconfigure(self, config: dict[str, Any]) -> None:
-        """Take the list of models this cluster serves."""
-        self.models = set(config.get("models", []))
+        """Take every model's traffic table; called by Serve on each user_config change."""
+        self.models = {
+            name: TrafficTable.from_config(name, table)
+            for name, table in config.get("models", {}).items()
+        }
+        self.handles.keep_only(
+            {app for table in self.models.values() for app in table.versions.values()}
+        )
 
     async def __call__(self, request: Request) -> Response:
         """HTTP entry for `/v2/...`."""
         return await serve_http(request, self.route_request, self.body_limit)
 
-    async def route_request(
-        self, method: str, path: str, body: bytes, header_length: int | None
-    ) -> Reply:
-        """Server routes, or a V2 error for a model path no model application took."""
+    async def route_request(self, method: str, path: str, body: bytes, length: int | None) -> Reply:
+        """Server routes, or a model path that no version application owns."""
         if path.startswith("/models/"):
-            name = path[len("/models/") :].split("/", 1)[0]
-            if name in self.models:
-                raise NotReady(f"model {name!r} is not ready yet")
-            raise NotFound(f"model {name!r} not found")
-        return await find_handler(self.routes, method, path)(body, header_length)
+            name, _, rest = path[len("/models/") :].partition("/")
+            table = self.models.get(name)
+            if table is None:
+                raise NotFound(f"model {name!r} not found")
+            return await self._forward(table, method, f"/{rest}" if rest else "", body, length)
+        return await find_handler(self.routes, method, path)(body, length)
+
+    async def _forward(
+        self, table: TrafficTable, method: str, path: str, body: bytes, length: int | None
+    ) -> Reply:
+        """Send a model request on: versioned to its version, infer by the split, the rest to
+        the primary version."""
+        version, rest = split_version(path)
+        if version is None:
+            version = table.pick() if rest == "/infer" else table.primary()
+        return await self.handles.forward(table.app_of(version), method, rest, body, length)
 
     async def _metadata(self, body: bytes, header_length: int | None) -> Reply:
         return Reply.json(
@@ -236,20 +224,14 @@ class ServerInfo:
 # (bench/server_bench.py, profiled with py-spy); errors are still logged.
 QUIET = {"enable_access_log": False}
 model_version = serve.deployment(ModelVersion, name=VERSION_DEPLOYMENT, logging_config=QUIET)
-model_ingress = serve.deployment(
-    ModelIngress, name="ModelIngress", max_ongoing_requests=1000, logging_config=QUIET
+server_info = serve.deployment(
+    ServerInfo, name="ServerInfo", max_ongoing_requests=1000, logging_config=QUIET
 )
-server_info = serve.deployment(ServerInfo, name="ServerInfo", max_ongoing_requests=1000)
 
 
 def version_app(args: dict[str, Any]) -> Any:
     """Builder for `<model>@<version>` applications."""
     return model_version.bind(**args)
-
-
-def ingress_app(args: dict[str, Any]) -> Any:
-    """Builder for `<model>` applications."""
-    return model_ingress.bind(args["model_name"])
 
 
 def server_app(args: dict[str, Any]) -> Any:

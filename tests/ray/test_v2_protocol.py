@@ -7,6 +7,7 @@ through local mode's compose-and-PUT path; results are compared with the runtime
 from __future__ import annotations
 
 import json
+import time
 import urllib.error
 import urllib.request
 from collections import Counter
@@ -133,7 +134,8 @@ def test_model_metadata_lists_live_versions_and_tensors(
     assert metadata["inputs"] == [{"name": "input", "datatype": "FP32", "shape": [-1, 4]}]
     assert {output["name"] for output in metadata["outputs"]} == {"probabilities", "label"}
     versioned = client.get_model_metadata("iris", model_version="1")
-    assert versioned["versions"] == ["1"]
+    assert versioned["versions"] == ["1", "2"]
+    assert versioned["name"] == "iris"
 
 
 def test_readiness(client: triton.InferenceServerClient) -> None:
@@ -276,7 +278,7 @@ def _iris_input(**overrides: Any) -> dict[str, Any]:
         ("/v2/models/iris/infer", {**_iris_input(), "outputs": [{"name": "x"}]}, 400, "'x'"),
         ("/v2/models/nobody/infer", _iris_input(), 404, "model 'nobody' not found"),
         ("/v2/models/iris/versions/9/infer", _iris_input(), 404, "no live version '9'"),
-        ("/v2/models/pending/infer", _iris_input(), 503, "no version ready"),
+        ("/v2/models/pending/infer", _iris_input(), 503, "is not ready yet"),
     ],
 )
 def test_bad_requests_get_v2_errors(
@@ -392,3 +394,50 @@ def test_canary_split_over_many_requests(served: ServeCluster, example_models: P
     )
     assert set(versions) == {"1", "2"}
     assert 0.22 < versions["2"] / 400 < 0.38, versions
+
+
+def replica_ids(served: ServeCluster, apps: list[str]) -> dict[str, set[str]]:
+    """The replica ids Serve reports for each application."""
+    applications = served.dashboard.applications()
+    return {
+        app: {
+            replica["replica_id"]
+            for deployment in applications[app]["deployments"].values()
+            for replica in deployment["replicas"]
+        }
+        for app in apps
+    }
+
+
+def unversioned_answer(served: ServeCluster, wanted: str, timeout_s: float = 30) -> str:
+    """The version answering `/v2/models/iris/infer`, once it is `wanted` (or the deadline)."""
+    client = triton.InferenceServerClient(url=served.address)
+    given = triton.InferInput("input", [1, 4], "FP32")
+    given.set_data_from_numpy(IRIS_ROWS[:1])
+    deadline = time.monotonic() + timeout_s
+    while True:
+        answered = str(client.infer("iris", [given]).get_response()["model_version"])
+        if answered == wanted or time.monotonic() > deadline:
+            return answered
+        time.sleep(0.2)
+
+
+def test_handing_the_model_url_between_versions_restarts_no_replica(
+    served: ServeCluster, example_models: Path
+) -> None:
+    iris = model_deployment(
+        "iris",
+        {"model": {"format": "onnx", "storageUri": (example_models / "iris-onnx").as_uri()}},
+    )
+    served.deploy([route(iris, {"2": 100}, live=["1", "2"])])
+    assert unversioned_answer(served, "2") == "2"
+    before = replica_ids(served, ["iris@1", "iris@2"])
+    for owner in ("1", "2"):
+        served.deploy([route(iris, {owner: 100}, live=["1", "2"])])
+        assert unversioned_answer(served, owner) == owner
+        routes = {
+            name: app["route_prefix"] for name, app in served.dashboard.applications().items()
+        }
+        assert routes[f"iris@{owner}"] == "/v2/models/iris"
+    assert replica_ids(served, ["iris@1", "iris@2"]) == before
+    assert all(before.values())

@@ -37,33 +37,57 @@ def apps(config: dict[str, Any]) -> dict[str, dict[str, Any]]:
     return {app["name"]: app for app in config["applications"]}
 
 
-def test_each_version_and_model_gets_an_application_at_kserve_urls() -> None:
+def test_a_split_leaves_every_version_without_a_route() -> None:
+    """The server app at /v2 then catches the model's URLs and forwards them by the split."""
     config = compose([routing("iris", ["1", "2"], [("1", 90), ("2", 10)])])
     by_name = apps(config)
-    assert set(by_name) == {"rayship", "iris", "iris@1", "iris@2"}
+    assert set(by_name) == {"rayship", "iris@1", "iris@2"}
     assert by_name["rayship"]["route_prefix"] == "/v2"
-    assert by_name["iris"]["route_prefix"] == "/v2/models/iris"
-    assert by_name["iris@2"]["route_prefix"] == "/v2/models/iris/versions/2"
+    assert by_name["iris@1"]["route_prefix"] is None
+    assert by_name["iris@2"]["route_prefix"] is None
     assert by_name["iris@2"]["args"]["version"] == "2"
     assert by_name["iris@2"]["args"]["digest"] == "sha256:2"
 
 
-def test_traffic_travels_in_the_ingress_user_config() -> None:
+def test_the_version_taking_all_traffic_owns_the_model_url() -> None:
+    by_name = apps(compose([routing("iris", ["1", "2"], [("2", 100)])]))
+    assert by_name["iris@2"]["route_prefix"] == "/v2/models/iris"
+    assert by_name["iris@1"]["route_prefix"] is None
+
+
+def test_no_traffic_leaves_the_model_url_to_the_server_app() -> None:
+    by_name = apps(compose([routing("iris", ["1"], [])]))
+    assert by_name["iris@1"]["route_prefix"] is None
+
+
+def test_traffic_tables_travel_in_the_server_user_config() -> None:
     by_name = apps(compose([routing("iris", ["1", "2"], [("1", 90), ("2", 10)])]))
-    ingress = by_name["iris"]["deployments"][0]
-    assert ingress["user_config"] == {
-        "versions": {"1": "iris@1", "2": "iris@2"},
-        "traffic": [["1", 90], ["2", 10]],
+    server = by_name["rayship"]["deployments"][0]
+    assert server["user_config"] == {
+        "models": {
+            "iris": {
+                "versions": {"1": "iris@1", "2": "iris@2"},
+                "traffic": [["1", 90], ["2", 10]],
+            }
+        }
     }
-    assert ingress["ray_actor_options"] == {"num_cpus": 0}
+    assert server["ray_actor_options"] == {"num_cpus": 0}
 
 
-def test_moving_traffic_changes_only_the_ingress() -> None:
+def test_versions_learn_their_live_siblings_through_user_config() -> None:
+    by_name = apps(compose([routing("iris", ["2", "1"], [("1", 100)])]))
+    siblings = {"2": "iris@2", "1": "iris@1"}
+    assert by_name["iris@2"]["deployments"][0]["user_config"] == {"versions": siblings}
+
+
+def test_moving_traffic_changes_only_routes_and_user_config() -> None:
+    """Neither is in Serve's code version, so no replica restarts (see serveconfig's doc)."""
     before = apps(compose([routing("iris", ["1", "2"], [("1", 100)])]))
     after = apps(compose([routing("iris", ["1", "2"], [("2", 100)])]))
-    assert before["iris@1"] == after["iris@1"]
-    assert before["iris@2"] == after["iris@2"]
-    assert before["iris"] != after["iris"]
+    for name in ("iris@1", "iris@2"):
+        assert before[name]["route_prefix"] != after[name]["route_prefix"]
+        assert {**before[name], "route_prefix": None} == {**after[name], "route_prefix": None}
+    assert before["rayship"] != after["rayship"]
 
 
 def test_resources_and_autoscaling_become_serve_options() -> None:
@@ -97,10 +121,10 @@ def test_server_app_knows_every_model_and_http_options_apply() -> None:
     )
     assert config["http_options"] == {"host": "127.0.0.1", "port": 8123}
     server = apps(config)["rayship"]["deployments"][0]
-    assert server["user_config"] == {"models": ["a", "b"]}
+    assert sorted(server["user_config"]["models"]) == ["a", "b"]
 
 
-def test_app_names_are_exactly_the_composed_model_and_version_apps() -> None:
+def test_app_names_are_exactly_the_composed_version_apps() -> None:
     routings = [routing("iris", ["1", "2"], [("1", 100)]), routing("m", ["3"], [("3", 100)])]
     composed = {app["name"] for app in compose(routings)["applications"]}
     assert sorted(app_names(routings)) == sorted(composed - {"rayship"})

@@ -15,13 +15,15 @@ What it does, in order:
 5. starts each server on a loopback port serving the same model.onnx, drives it with wrk
    (`bench/wrk_report.lua`) at concurrency 1, 8 and 32, JSON and (where the server has it) the
    binary tensor extension, after checking one answer by hand; then stops it by process id;
-6. does the same for the CNN on Rayship with and without dynamic batching;
+6. does the same for the CNN on Rayship with and without dynamic batching, then drives both at
+   fixed request rates (open loop) with Triton's perf_analyzer (`scripts/perf-analyzer`,
+   installed on first use), which also shows that a Triton client runs against Rayship unchanged;
 7. prints one table per model: req/s, p50, p99, and the ratios to the best peer and the floor.
 
 Rayship runs in local mode (`rayship serve`), once with Ray Serve's defaults
 (RAY_SERVE_THROUGHPUT_OPTIMIZED=0) and once as local mode starts it (throughput-optimized mode
-with HAProxy ingress). Its unversioned URL goes through the model's ingress app; the versioned
-URL (`/versions/<v>/infer`) reaches the version's replica with no extra hop.
+with HAProxy ingress). With one version live, both its unversioned and its versioned URL reach
+the version's replica directly; both are measured.
 
 The machine is shared and noisy: only ratios measured in the same run mean anything.
 """
@@ -29,6 +31,7 @@ The machine is shared and noisy: only ratios measured in the same run mean anyth
 from __future__ import annotations
 
 import argparse
+import csv
 import json
 import os
 import shutil
@@ -63,6 +66,9 @@ PEERS = ("kserve", "mlserver")
 START_TIMEOUT_S = 240
 BATCH_SIZE = 32
 BATCH_WAIT_MS = 2.0
+# Fixed arrival rates (req/s) for the open-loop CNN runs: below the unbatched model's capacity,
+# so latency is what a request pays rather than the queue a saturated closed loop builds.
+OPEN_LOOP_RATES = (100, 250, 500)
 
 
 def log(message: str) -> None:
@@ -253,6 +259,39 @@ def measure(server: str, url: str, body: Body, seconds: float, workdir: Path) ->
         )
         figures.append(figure)
     return figures
+
+
+def open_loop(base: str, model: str, shape: str, rate: int, run: Run) -> Figure:
+    """Latency at a fixed request rate, from Triton's perf_analyzer (binary tensors).
+
+    wrk keeps `c` requests in flight (a closed loop), so once the server saturates its latency
+    is c / throughput by Little's law, whatever batching does; requests arriving at a fixed rate
+    below capacity pay only the batch window, the compute and the transport.
+    """
+    report = run.workdir / f"perf-{model}-{rate}.csv"
+    command = [
+        str(REPO / "scripts" / "perf-analyzer"),
+        *("-m", model, "-u", base.removeprefix("http://"), "-i", "http", "--shape", shape),
+        *("--request-rate-range", str(rate)),
+        *("--measurement-interval", str(int(run.seconds * 1000))),
+        *("--max-trials", "3", "--stability-percentage", "999", "-f", str(report)),
+    ]
+    subprocess.run(command, capture_output=True, check=True)
+    with report.open() as lines:
+        row = next(csv.DictReader(lines))
+    figure = Figure(
+        f"rayship-tp {model} (perf_analyzer)",
+        "binary",
+        rate,
+        float(row["Inferences/Second"]),
+        float(row["p50 latency"]) / 1000,
+        float(row["p99 latency"]) / 1000,
+    )
+    log(
+        f"{figure.server:<36} {rate:5} req/s offered {figure.rps:8.0f} served  "
+        f"p50 {figure.p50_ms:6.2f} ms  p99 {figure.p99_ms:6.2f} ms"
+    )
+    return figure
 
 
 # --- processes --------------------------------------------------------------------------------
@@ -513,8 +552,9 @@ def run_iris(run: Run, iris_dir: Path) -> tuple[list[Figure], list[Figure]]:
     return generator, figures
 
 
-def run_cnn(run: Run, cnn_dir: Path, image: np.ndarray) -> list[Figure]:
-    """The CNN on Rayship, without and with dynamic batching, binary bodies."""
+def run_cnn(run: Run, cnn_dir: Path, image: np.ndarray) -> tuple[list[Figure], list[Figure]]:
+    """The CNN on Rayship, without and with dynamic batching, binary bodies: closed loop (wrk)
+    and open loop (perf_analyzer)."""
     cnn_file = cnn_dir / "1" / "model.onnx"
     expected = reference(cnn_file, {"image": image})
     body = binary_body("image", image)
@@ -522,16 +562,35 @@ def run_cnn(run: Run, cnn_dir: Path, image: np.ndarray) -> list[Figure]:
         rayship_yaml(run.workdir, "cnn", cnn_dir, "1"),
         rayship_yaml(run.workdir, "cnn-batched", cnn_dir, "1", batching=True),
     ]
+    # Triton's shapes leave the batch dimension out when max_batch_size > 0 (batching on).
+    shapes = {"cnn": "image:1,3,32,32", "cnn-batched": "image:3,32,32"}
     figures: list[Figure] = []
+    open_figures: list[Figure] = []
     with rayship(run.workdir, yamls, optimized=True) as base:
         for name in ("cnn", "cnn-batched"):
-            url = f"{base}/v2/models/{name}/versions/1/infer"
+            url = f"{base}/v2/models/{name}/infer"
             check_answer(url, body, expected)
             figures += measure(f"rayship-tp {name}", url, body, run.seconds, run.workdir)
-    return figures
+            open_figures += [
+                open_loop(base, name, shapes[name], rate, run) for rate in OPEN_LOOP_RATES
+            ]
+    return figures, open_figures
 
 
-def batching_summary(figures: list[Figure], batch_us: float) -> str:
+def open_loop_table(figures: list[Figure]) -> str:
+    """Markdown: perf_analyzer's open-loop figures."""
+    lines = [
+        "| model | offered req/s | served req/s | p50 ms | p99 ms |",
+        "|---|---:|---:|---:|---:|",
+    ]
+    lines += [
+        f"| {f.server} | {f.concurrency} | {f.rps:,.0f} | {f.p50_ms:.2f} | {f.p99_ms:.2f} |"
+        for f in figures
+    ]
+    return "\n".join(lines)
+
+
+def batching_summary(figures: list[Figure], open_figures: list[Figure], batch_us: float) -> str:
     bound = BATCH_WAIT_MS + batch_us / 1000
     lines = [
         f"batching: maxBatchSize {BATCH_SIZE}, batchWaitTimeoutMs {BATCH_WAIT_MS}; one batch of "
@@ -544,7 +603,14 @@ def batching_summary(figures: list[Figure], batch_us: float) -> str:
             ratio = figure.rps / plain[figure.concurrency].rps
             lines.append(
                 f"  c={figure.concurrency:<3} batched/unbatched req/s {ratio:.2f}, "
-                f"p99 {figure.p99_ms:.2f} ms"
+                f"p99 {figure.p99_ms:.2f} ms (closed loop)"
+            )
+    for figure in open_figures:
+        if figure.server.startswith("rayship-tp cnn-batched"):
+            verdict = "within" if figure.p99_ms <= bound else "above"
+            lines.append(
+                f"  {figure.concurrency} req/s offered: p99 {figure.p99_ms:.2f} ms, {verdict} "
+                f"the goal (open loop)"
             )
     return "\n".join(lines)
 
@@ -586,7 +652,7 @@ def main() -> int:
     )
 
     generator, figures = run_iris(run, iris_dir)
-    cnn_figures = run_cnn(run, cnn_dir, image) if "cnn" in run.parts else []
+    cnn_figures, open_figures = run_cnn(run, cnn_dir, image) if "cnn" in run.parts else ([], [])
 
     print(f"\nwrk ceiling against a trivial asyncio server ({run.seconds:.0f} s per point):")
     for figure in generator:
@@ -594,10 +660,12 @@ def main() -> int:
     if figures:
         print("\n" + table("iris ONNX classifier", figures, iris_floor, PEERS))
     if cnn_figures:
-        print("\n" + table("CNN, binary body, versioned URL", cnn_figures, cnn_floor, ()))
-        print("\n" + batching_summary(cnn_figures, batch_us))
+        print("\n" + table("CNN, binary body, closed loop (wrk)", cnn_figures, cnn_floor, ()))
+        print("\n### CNN, binary body, open loop (perf_analyzer)\n")
+        print(open_loop_table(open_figures))
+        print("\n" + batching_summary(cnn_figures, open_figures, batch_us))
     if args.json:
-        everything = [*generator, *figures, *cnn_figures]
+        everything = [*generator, *figures, *cnn_figures, *open_figures]
         args.json.write_text(json.dumps([figure.__dict__ for figure in everything], indent=1))
     shutil.rmtree(run.workdir, ignore_errors=True)
     return 0

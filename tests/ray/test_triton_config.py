@@ -7,6 +7,8 @@ names: name, platform, backend, max_batch_size, input/output with data_type and 
 
 from __future__ import annotations
 
+import csv
+import subprocess
 from pathlib import Path
 from typing import Any
 
@@ -17,6 +19,9 @@ from support.models import BATCH_PROBE_PREDICTOR, model_deployment, python_model
 from support.ray_cluster import ServeCluster
 
 pytestmark = pytest.mark.ray
+
+# Installs Triton's perf_analyzer binary into ~/.cache/rayship/tools on first use.
+PERF_ANALYZER = Path(__file__).resolve().parents[2] / "scripts" / "perf-analyzer"
 
 
 @pytest.fixture(scope="module")
@@ -90,3 +95,29 @@ def test_batched_model_leaves_out_the_batch_dimension(
 def test_unknown_model_config_is_a_v2_404(client: triton.InferenceServerClient) -> None:
     with pytest.raises(triton.InferenceServerException, match="not found"):
         client.get_model_config("nope")
+
+
+@pytest.mark.parametrize(
+    ("model", "shape", "batch"), [("iris", "input:1,4", "1"), ("probe", "x:2", "4")]
+)
+def test_perf_analyzer_drives_rayship_unmodified(
+    served: ServeCluster, tmp_path: Path, model: str, shape: str, batch: str
+) -> None:
+    """Triton's own load generator reads metadata and `/config`, then infers (binary tensors);
+    for the batched model it sends batches of `batch` rows, as Triton's max_batch_size allows."""
+    report = tmp_path / "perf.csv"
+    result = subprocess.run(
+        [
+            str(PERF_ANALYZER),
+            *("-m", model, "-u", served.address, "-i", "http", "--shape", shape, "-b", batch),
+            *("--concurrency-range", "2", "--measurement-interval", "500"),
+            *("--max-trials", "4", "--stability-percentage", "999", "-f", str(report)),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=600,
+        check=False,
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+    (row,) = list(csv.DictReader(report.open()))
+    assert float(row["Inferences/Second"]) > 0, row

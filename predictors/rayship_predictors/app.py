@@ -88,7 +88,7 @@ class ModelVersion:
         local_dir: Path = store.fetch(storage_uri, version)
         runtime = load_runtime(spec, local_dir, use_gpu)
         self.plane = VersionDataPlane(model_name, version, runtime)
-        self.siblings: dict[str, str] = {}  # live version -> its application
+        self.siblings = TrafficTable(model_name, {}, ())  # live versions; traffic unused here
         self.handles = VersionHandles()
         self.body_limit = max_body_bytes()
         self._run_batched: Callable[[Tensors], Awaitable[dict[str, np.ndarray]]] | None = None
@@ -113,8 +113,8 @@ class ModelVersion:
     def reconfigure(self, config: dict[str, Any]) -> None:
         """Take the model's live versions and their applications (Serve calls it on every
         user_config change)."""
-        self.siblings = dict(config.get("versions", {}))
-        self.handles.keep_only(set(self.siblings.values()))
+        self.siblings = TrafficTable.from_config(self.plane.model_name, config)
+        self.handles.keep_only(set(self.siblings.versions.values()))
 
     async def __call__(self, request: Request) -> Response:
         """HTTP entry: the model's URLs when this version owns them (or HAProxy still thinks so)."""
@@ -127,13 +127,11 @@ class ModelVersion:
         version, rest = split_version(below_model(self.plane.model_name, path))
         if version is None or version == self.plane.version:
             return await find_handler(self.routes, method, rest)(body, header_length)
-        app = self.siblings.get(version)
-        if app is None:
-            raise NotFound(f"model {self.plane.model_name!r} has no live version {version!r}")
+        app = self.siblings.app_of(version)
         return await self.handles.forward(app, method, rest, body, header_length)
 
     async def _metadata(self, body: bytes, header_length: int | None) -> Reply:
-        versions = sorted(self.siblings) or [self.plane.version]
+        versions = sorted(self.siblings.versions) or [self.plane.version]
         return Reply.json({**self.plane.metadata(), "versions": versions})
 
     async def _ready(self, body: bytes, header_length: int | None) -> Reply:

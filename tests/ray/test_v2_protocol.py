@@ -439,5 +439,6 @@ def test_handing_the_model_url_between_versions_restarts_no_replica(
             name: app["route_prefix"] for name, app in served.dashboard.applications().items()
         }
         assert routes[f"iris@{owner}"] == "/v2/models/iris"
+        assert routes[f"iris@{'2' if owner == '1' else '1'}"] is None
     assert replica_ids(served, ["iris@1", "iris@2"]) == before
     assert all(before.values())

@@ -104,7 +104,9 @@ mod_download() {
 kube_apiserver_ok() { [ -x "$1" ] && [ "$("$1" --version 2>/dev/null)" = "Kubernetes $KUBE_VERSION" ]; }
 kubectl_version() { "$1" version --client -o json 2>/dev/null | json_field gitVersion; }
 kubectl_ok() { [ -x "$1" ] && [ "$(kubectl_version "$1")" = "$KUBE_VERSION" ]; }
-etcd_ok() { [ -x "$1" ] && "$1" --version 2>/dev/null | grep -qx "etcd Version: ${ETCD_VERSION#v}"; }
+# grep without -q reads etcd's whole output: `grep -q` exits at the first match, and under
+# pipefail etcd's SIGPIPE on the lines after it would fail the check.
+etcd_ok() { [ -x "$1" ] && "$1" --version 2>/dev/null | grep -x "etcd Version: ${ETCD_VERSION#v}" >/dev/null; }
 helm_ok() { [ -x "$1" ] && [ "$("$1" version --template '{{.Version}}' 2>/dev/null)" = "$HELM_VERSION" ]; }
 
 # kubectl: the machine's own when it is within one minor version of the

@@ -479,16 +479,32 @@ class ControlPlane:
             names += [
                 n.split("/", 1)[1] for n in out.split() if n.startswith("customresourcedefinition")
             ]
-        if names:
-            self.kubectl(
-                "wait",
-                "--for=condition=Established",
-                f"--timeout={timeout_s:.0f}s",
-                *(f"crd/{n}" for n in names),
-                timeout=timeout_s + 10,
-            )
+        self.wait_established(names, timeout_s=timeout_s)
         self.crds += names
         return names
+
+    def wait_established(self, names: Sequence[str], *, timeout_s: float = 60) -> None:
+        """Block until the API server serves each named CRD (Established is True).
+
+        Polled here rather than with `kubectl wait --for=condition=Established`, which fails
+        outright ("conditions accessor error") when it reads a CRD before the API server has
+        written any condition to it.
+        """
+        deadline = time.monotonic() + timeout_s
+        waiting = set(names)
+        while waiting:
+            waiting = {name for name in waiting if not self._established(name)}
+            if waiting and time.monotonic() > deadline:
+                raise TimeoutError(
+                    f"CRDs not Established after {timeout_s:.0f}s: {sorted(waiting)}"
+                )
+            if waiting:
+                time.sleep(0.2)
+
+    def _established(self, crd: str) -> bool:
+        found = json.loads(self.kubectl("get", f"crd/{crd}", "-o", "json").stdout)
+        conditions = (found.get("status") or {}).get("conditions") or []
+        return any(c.get("type") == "Established" and c.get("status") == "True" for c in conditions)
 
     # ------------------------------------------------------------------ internals
     def _spawn(self, name: str, argv: list[str]) -> subprocess.Popen[bytes]:

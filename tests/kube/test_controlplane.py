@@ -407,9 +407,7 @@ def widget_yaml(name: str, *, size: int) -> str:
 @pytest.fixture(scope="module")
 def widget_crd(control_plane: ControlPlane) -> str:
     control_plane.kubectl("apply", "-f", "-", input=WIDGET_CRD)
-    control_plane.kubectl(
-        "wait", "--for=condition=Established", "--timeout=60s", "crd/widgets.tests.rayship.io"
-    )
+    control_plane.wait_established(["widgets.tests.rayship.io"])
     return "widgets.tests.rayship.io"
 
 

@@ -5,42 +5,32 @@
 - cnn: a small convolutional classifier on 3x32x32 images (two strided convolutions, then a
   2048x4096 dense layer), heavy enough per call that stacking requests pays.
 
-examples/build_models.py is a script, not a package: it is imported by file path, never by
-putting the repository root on sys.path (its `operator/` folder would shadow the stdlib).
+examples/build_models.py is a script, not a package: examples/ goes on sys.path and it imports
+as `build_models`, as in the tests. Never the repository root: its `operator/` folder would
+shadow the standard library's `operator`.
 """
 
 from __future__ import annotations
 
-import importlib.util
+import sys
 from pathlib import Path
-from types import ModuleType
 
 import numpy as np
 import onnx
 from onnx import TensorProto, helper, numpy_helper
 
-REPO = Path(__file__).resolve().parents[1]
+sys.path.append(str(Path(__file__).resolve().parents[1] / "examples"))
+import build_models
+
 CNN_INPUT = "image"
 CNN_SHAPE = (3, 32, 32)
 CNN_HIDDEN = 4096
 CNN_CLASSES = 10
 
 
-def examples_builder() -> ModuleType:
-    """examples/build_models.py as a module."""
-    spec = importlib.util.spec_from_file_location(
-        "rayship_example_models", REPO / "examples" / "build_models.py"
-    )
-    assert spec is not None
-    assert spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
 def build_iris(root: Path) -> Path:
     """`root/iris-onnx/{1,2}/model.onnx`; returns the model folder."""
-    built: Path = examples_builder().build_iris_onnx(root)
+    built: Path = build_models.build_iris_onnx(root)
     return built
 
 

@@ -3,7 +3,8 @@
     python examples/build_models.py [OUT]
 
 Everything is deterministic (fixed seeds, no data from outside) and takes a few seconds on a
-CPU. The tests import this file by path and build the same models into a temporary folder.
+CPU. The tests and the benchmark import it as `build_models`, with examples/ on sys.path, and
+build the same models into a temporary folder.
 Each model is a folder of versions, laid out as they would be under an S3 prefix.
 """
 
@@ -182,6 +183,20 @@ def build_image_classifier(root: Path) -> Path:
     return folder.parent
 
 
+def build_kserve_iris(root: Path) -> Path:
+    """`kserve-custom/1/`: `kserve_iris.py`, a KServe custom predictor, beside `weights.npz`.
+
+    The weights are version 1 of `iris-onnx`'s, so the two runtimes can be checked against
+    each other.
+    """
+    folder = root / "kserve-custom" / "1"
+    folder.mkdir(parents=True, exist_ok=True)
+    shutil.copy(SRC / "kserve_iris.py", folder / "kserve_iris.py")
+    weights, bias = iris_onnx_weights(1)
+    np.savez(folder / "weights.npz", weights=weights, bias=bias)
+    return folder.parent
+
+
 def colour_image(colour: str, seed: int, height: int = 12, width: int = 16) -> np.ndarray:
     """A noisy uint8 RGB image ([height, width, 3]) in which `colour` dominates."""
     rng = np.random.default_rng(seed)
@@ -205,6 +220,7 @@ def build_all(root: Path) -> list[Path]:
         build_iris_torch(root),
         build_iris_torchscript(root),
         build_image_classifier(root),
+        build_kserve_iris(root),
     ]
 
 

@@ -15,11 +15,18 @@ import urllib.request
 from pathlib import Path
 from typing import Any
 
+from rayship.errors import ClusterUnreachable
+
 APPLICATIONS = "/api/serve/applications/"
+SHUTDOWN_TIMEOUT_S = 120.0
 
 
 def ray_auth_token() -> str | None:
-    """Ray's token: $RAY_AUTH_TOKEN, else the file at $RAY_AUTH_TOKEN_PATH or ~/.ray/auth_token."""
+    """Ray's token: $RAY_AUTH_TOKEN, else the file at $RAY_AUTH_TOKEN_PATH or ~/.ray/auth_token.
+
+    Read here, not taken from the operator's or the CLI's settings: these are Ray's variables,
+    and reading them as Ray's own clients do means whatever token `ray` itself uses works here.
+    """
     token = os.environ.get("RAY_AUTH_TOKEN")
     if token:
         return token.strip()
@@ -27,7 +34,7 @@ def ray_auth_token() -> str | None:
     return path.read_text().strip() if path.is_file() else None
 
 
-class DashboardError(RuntimeError):
+class DashboardError(ClusterUnreachable):
     """The dashboard refused a call or could not be reached; the message says which."""
 
 
@@ -42,7 +49,9 @@ class ServeDashboard:
         if token:
             self._headers["Authorization"] = f"Bearer {token}"
 
-    def _call(self, method: str, body: dict[str, Any] | None = None) -> Any:
+    def _call(
+        self, method: str, body: dict[str, Any] | None = None, timeout_s: float | None = None
+    ) -> Any:
         data = None if body is None else json.dumps(body).encode()
         request = urllib.request.Request(
             self.address + APPLICATIONS,
@@ -51,7 +60,7 @@ class ServeDashboard:
             headers=self._headers,
         )
         try:
-            with urllib.request.urlopen(request, timeout=self.timeout_s) as response:
+            with urllib.request.urlopen(request, timeout=timeout_s or self.timeout_s) as response:
                 payload = response.read()
         except urllib.error.HTTPError as error:
             detail = error.read().decode(errors="replace").strip()
@@ -73,5 +82,10 @@ class ServeDashboard:
         return apps
 
     def delete_all(self) -> None:
-        """Remove every Serve application on the cluster."""
-        self._call("DELETE")
+        """Remove every Serve application on the cluster.
+
+        The dashboard answers only once Serve has shut down, and Serve lets ingress replicas
+        drain for up to 35 s first (20 s, raised for HAProxy's direct ingress): longer than a
+        call's usual timeout, so this one waits up to `SHUTDOWN_TIMEOUT_S`.
+        """
+        self._call("DELETE", timeout_s=SHUTDOWN_TIMEOUT_S)

@@ -3,27 +3,30 @@
 It runs the operator's path on a local Ray: resolve each model's version in storage, compose
 the whole Serve config (`rayship.serveconfig`), PUT it to the local dashboard and wait until
 every application runs. A `file:` URI without `//` (for example `file:models/iris`) is taken
-relative to the YAML file, so examples work from any working directory.
+relative to the YAML file (`rayship.manifest.load_file` resolves it), so examples work from any
+working directory.
 """
 
 from __future__ import annotations
 
-import json
 import logging
 import os
+import re
 import shutil
 import signal
 import socket
 import tempfile
 import time
-import urllib.request
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import TracebackType
 from typing import Any
 
+from rayship.credentials import env_from_field
 from rayship.dashboard import DashboardError, ServeDashboard
+from rayship.errors import CredentialsError, InvalidSpec, RayshipError
+from rayship.ingress import ROUTES_PATH, route_table
 from rayship.manifest import ModelDeployment
 from rayship.serveconfig import (
     HttpOptions,
@@ -49,7 +52,7 @@ THROUGHPUT_OPTIMIZED = "RAY_SERVE_THROUGHPUT_OPTIMIZED"
 HAPROXY = "RAY_SERVE_ENABLE_HA_PROXY"
 
 
-class DeployFailed(RuntimeError):
+class DeployFailed(RayshipError):
     """An application failed to deploy; the message carries Serve's reason."""
 
 
@@ -61,26 +64,101 @@ def free_port() -> int:
         return port
 
 
-def absolute_storage_uri(uri: str, base_dir: Path) -> str:
-    """`file:rel/path` resolved against `base_dir`; every other URI unchanged."""
-    if uri.startswith("file:") and not uri.startswith("file://"):
-        return (base_dir / uri[len("file:") :]).resolve().as_uri()
-    return uri
+ENV_FILE = ".env"
+"""The env file beside a ModelDeployment's YAML that local mode reads for envFrom, if present."""
+
+_ENV_LINE = re.compile(r"(?:export\s+)?([A-Za-z_][A-Za-z0-9_]*)\s*=\s*(.*)")
+_QUOTED = re.compile(r"""(['"])(.*)\1(?:\s+#.*)?""")
+_COMMENT = re.compile(r"\s+#")
 
 
-def routing_for(deployment: ModelDeployment, base_dir: Path, store: ModelStore) -> ModelRouting:
-    """Resolve the serving (and canary) versions of one model and route traffic to them."""
+def read_env_file(path: Path) -> dict[str, str]:
+    """The variables of an env file, in the dotenv form docker compose also reads.
+
+    One `NAME=value` per line, optionally after `export `; blank lines and `#` lines are
+    skipped. A value in single or double quotes is taken literally between them; an unquoted
+    one ends at a ` #` comment. Errors name the line, never its content (it may be a secret).
+    """
+    try:
+        text = path.read_text()
+    except OSError as error:
+        raise CredentialsError(f"{path}: cannot read the env file: {error.strerror}") from None
+    variables = {}
+    for number, line in enumerate(text.splitlines(), start=1):
+        stripped = line.strip()
+        if not stripped or stripped.startswith("#"):
+            continue
+        match = _ENV_LINE.fullmatch(stripped)
+        if match is None:
+            raise CredentialsError(f"{path}:{number}: not a NAME=value line")
+        name, value = match.groups()
+        quoted = _QUOTED.fullmatch(value)
+        variables[name] = quoted.group(2) if quoted else _COMMENT.split(value, maxsplit=1)[0]
+    return variables
+
+
+@dataclass(frozen=True)
+class LocalSecrets:
+    """What stands in for Kubernetes Secrets in local mode: the variables of the process
+    environment and of an env file, the environment winning (as with docker compose).
+
+    An envFrom entry's variables are looked up by the names the replicas see (prefix + key),
+    so two Secrets with the same key stay apart locally as on a cluster.
+    """
+
+    variables: Mapping[str, str]
+    env_file: Path
+
+    @classmethod
+    def load(
+        cls, yaml_file: Path, env_file: Path | None, environ: Mapping[str, str]
+    ) -> LocalSecrets:
+        """`env_file` (which must exist) or else `.env` beside `yaml_file` (when there is one),
+        under `environ`."""
+        path = env_file if env_file is not None else yaml_file.resolve().parent / ENV_FILE
+        from_file = read_env_file(path) if env_file is not None or path.is_file() else {}
+        return cls({**from_file, **environ}, path)
+
+    def env_from(self, deployment: ModelDeployment) -> dict[str, str]:
+        """`spec.runtimeEnv.envFrom`'s variables; one missing is an error naming it."""
+        found = {}
+        for index, source in enumerate(deployment.spec.runtime_env.env_from):
+            what = (
+                f"ModelDeployment {deployment.name!r}: {env_from_field(index)} "
+                f"{source.secret_ref.name!r}"
+            )
+            if not source.keys:
+                raise InvalidSpec(
+                    f"{what} lists no keys: rayship serve takes Secret values from the "
+                    "environment and needs the keys' names"
+                )
+            for name in (source.prefix + key for key in source.keys):
+                if name not in self.variables:
+                    raise CredentialsError(
+                        f"{what}: {name} is set neither in the environment nor in {self.env_file}"
+                    )
+                found[name] = self.variables[name]
+        return found
+
+
+def routing_for(
+    deployment: ModelDeployment, store: ModelStore, secrets: LocalSecrets
+) -> ModelRouting:
+    """Resolve the serving (and canary) versions of one model and route traffic to them.
+
+    The storage URI is already absolute: `rayship.manifest.load_file` resolved a relative one.
+    """
+    env_from = secrets.env_from(deployment)
     model = deployment.spec.model
-    uri = absolute_storage_uri(model.storage_uri, base_dir)
-    main = store.resolve(uri, model.version)
+    main = store.resolve(model.storage_uri, model.version)
     live = [LiveVersion(main.version, main.digest)]
     traffic = [(main.version, 100)]
     canary = deployment.spec.rollout.canary
     if canary is not None and canary.version != main.version:
-        resolved = store.resolve(uri, canary.version)
+        resolved = store.resolve(model.storage_uri, canary.version)
         live.append(LiveVersion(resolved.version, resolved.digest))
         traffic = [(main.version, 100 - canary.percent), (resolved.version, canary.percent)]
-    return ModelRouting(deployment, tuple(live), tuple(traffic), storage_uri=uri)
+    return ModelRouting(deployment, tuple(live), tuple(traffic), env_from=env_from)
 
 
 def wait_running(dashboard: ServeDashboard, names: list[str], timeout_s: float) -> None:
@@ -128,24 +206,16 @@ def wait_routed(http: HttpOptions, routes: dict[str, str], timeout_s: float) -> 
     version that owned it before. Both answer `GET /-/routes` with their current table.
     """
     host = "127.0.0.1" if http.host in ("0.0.0.0", "::", "") else http.host
-    url = f"http://{host}:{http.port}/-/routes"
+    url = f"http://{host}:{http.port}"
     deadline = time.monotonic() + timeout_s
     current = None
     while current != routes:
         if time.monotonic() > deadline:
-            raise DeployFailed(f"{url} still says {current} after {timeout_s:.0f}s, not {routes}")
+            raise DeployFailed(
+                f"{url}{ROUTES_PATH} still says {current} after {timeout_s:.0f}s, not {routes}"
+            )
         time.sleep(0.2)
-        current = _route_table(url)
-
-
-def _route_table(url: str) -> dict[str, str] | None:
-    """The ingress's route table, or None while it cannot answer (starting, no replicas)."""
-    try:
-        with urllib.request.urlopen(url, timeout=10) as response:
-            table: dict[str, str] = json.loads(response.read())
-            return table
-    except (OSError, ValueError):
-        return None
+        current = route_table(url)
 
 
 @dataclass

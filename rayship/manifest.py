@@ -3,14 +3,17 @@
 Local mode has no API server, yet the same YAML must be refused for the same reasons and with
 the same field names. So this module reads the CRD shipped in `crds/` (linked into the
 package), applies its structural defaults, checks the OpenAPI schema with jsonschema and
-evaluates the CEL `x-kubernetes-validations` rules with cel-python. Transition rules (those that
-mention `oldSelf`) only apply to updates, so they are skipped here as they are on create.
+evaluates the CEL `x-kubernetes-validations` rules with cel-python, each rule's
+`messageExpression` included, so a refusal quotes the offending value as kubectl's does.
+Transition rules (those that mention `oldSelf`, such as the root rule that keeps the model name)
+only apply to updates, and a file is always a create: they are skipped here.
 """
 
 from __future__ import annotations
 
 import copy
 import functools
+import re
 from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
@@ -19,17 +22,18 @@ from typing import Any
 import celpy
 import jsonschema
 import yaml
+from celpy import celtypes
 from celpy.adapter import json_to_cel
+from celpy.evaluation import CELEvalError, CELFunction
 
+from rayship.contract import API_VERSION, KIND
+from rayship.errors import InvalidSpec
 from rayship.spec import ModelDeploymentSpec, spec_from_dict
-
-API_VERSION = "serving.rayship.io/v1alpha1"
-KIND = "ModelDeployment"
 
 Schema = dict[str, Any]
 
 
-class ManifestError(ValueError):
+class ManifestError(InvalidSpec):
     """A document is not a valid ModelDeployment; the message names every offending field."""
 
 
@@ -97,8 +101,9 @@ def _cel_errors(schema: Schema, value: Any, path: str) -> list[str]:
     for rule in schema.get("x-kubernetes-validations", []):
         if "oldSelf" in rule["rule"]:
             continue
-        if not _cel_rule(rule["rule"]).evaluate({"self": json_to_cel(value)}):
-            messages.append(f"{path}: {rule.get('message') or 'failed rule: ' + rule['rule']}")
+        activation = {"self": json_to_cel(value)}
+        if not _cel_rule(rule["rule"]).evaluate(activation):
+            messages.append(f"{path}: {_rule_message(rule, activation)}")
     if isinstance(value, dict):
         for key, sub in schema.get("properties", {}).items():
             if key in value:
@@ -109,11 +114,55 @@ def _cel_errors(schema: Schema, value: Any, path: str) -> list[str]:
     return messages
 
 
+def _rule_message(rule: dict[str, Any], activation: dict[str, Any]) -> str:
+    """What the API server says for a broken rule: its `messageExpression` when that yields a
+    one-line string, else `message`, else the rule itself."""
+    expression = rule.get("messageExpression")
+    if expression is not None:
+        try:
+            message = _cel_rule(expression).evaluate(activation)
+        except CELEvalError:
+            message = None
+        if isinstance(message, str) and message.strip() and "\n" not in message:
+            return str(message)
+    return str(rule.get("message") or f"failed rule: {rule['rule']}")
+
+
+def _split(text: celtypes.StringType, separator: celtypes.StringType) -> celtypes.ListType:
+    """`text.split(separator)` of Kubernetes' CEL string library, which cel-python lacks."""
+    return celtypes.ListType(celtypes.StringType(part) for part in text.split(separator))
+
+
+_FORMAT_VERB = re.compile(r"%(.)")
+
+
+def _format(template: celtypes.StringType, values: celtypes.ListType) -> celtypes.StringType:
+    """`template.format(values)` of Kubernetes' CEL string library, for the verbs the CRD uses:
+    `%s`, `%d` and `%%`. The CRD's messages need it: the API server refuses a messageExpression
+    that concatenates `string(int)`, whose length it cannot bound. Any other verb, or too few
+    values, is an evaluation error, so the rule's static message is shown instead."""
+    remaining = list(values)
+
+    def substitute(match: re.Match[str]) -> str:
+        verb = match.group(1)
+        if verb == "%":
+            return "%"
+        if verb not in ("s", "d") or not remaining:
+            raise ValueError(f"cannot format %{verb} with {list(values)!r}")
+        return str(remaining.pop(0))
+
+    return celtypes.StringType(_FORMAT_VERB.sub(substitute, template))
+
+
+_KUBERNETES_FUNCTIONS: dict[str, CELFunction] = {"split": _split, "format": _format}
+"""The functions of Kubernetes' CEL libraries that the CRD's rules and messages call."""
+
+
 @functools.cache
 def _cel_rule(expression: str) -> Any:
     """A compiled CEL program, cached because the same rules run for every document."""
     environment = celpy.Environment()
-    return environment.program(environment.compile(expression))
+    return environment.program(environment.compile(expression), functions=_KUBERNETES_FUNCTIONS)
 
 
 def validate(document: dict[str, Any]) -> dict[str, Any]:
@@ -150,12 +199,34 @@ def parse(document: dict[str, Any]) -> ModelDeployment:
     )
 
 
+def _with_absolute_storage_uri(document: Any, folder: Path) -> Any:
+    """The document with a relative `file:` storageUri made absolute against `folder`.
+
+    Local mode lets a YAML file name its models relative to itself (`file:models/iris`), so the
+    examples run from any working directory. The CRD, which a cluster enforces, only knows
+    absolute URIs; resolving before validation lets one schema judge both. Any other document
+    (another URI, or one too malformed to have a storageUri) is returned unchanged.
+    """
+    try:
+        uri = document["spec"]["model"]["storageUri"]
+    except (KeyError, TypeError):
+        return document
+    if not isinstance(uri, str) or not uri.startswith("file:") or uri.startswith("file://"):
+        return document
+    resolved = copy.deepcopy(document)
+    relative = uri.removeprefix("file:")
+    resolved["spec"]["model"]["storageUri"] = (folder / relative).resolve().as_uri()
+    return resolved
+
+
 def load_file(path: Path) -> list[ModelDeployment]:
-    """Every ModelDeployment in a (multi-document) YAML file."""
+    """Every ModelDeployment in a (multi-document) YAML file; relative `file:` URIs are taken
+    relative to the file's folder."""
     try:
         documents = [doc for doc in yaml.safe_load_all(path.read_text()) if doc is not None]
     except yaml.YAMLError as error:
         raise ManifestError(f"{path}: not valid YAML: {error}") from None
     if not documents:
         raise ManifestError(f"{path}: no ModelDeployment in the file")
-    return [parse(document) for document in documents]
+    folder = path.resolve().parent
+    return [parse(_with_absolute_storage_uri(document, folder)) for document in documents]

@@ -1,8 +1,9 @@
 """Rollout, rollback and canary decisions: pure functions of (spec, state, observation).
 
 The operator persists a `RolloutState` in the ModelDeployment's status, observes storage and the
-Serve applications, and calls `plan`. Nothing here does I/O, so every rule below is unit-tested
-without a cluster:
+Serve applications, and calls `plan`; local mode (`rayship.follow`) keeps the state in memory
+and calls the same `plan`, so `rayship serve` rolls versions out by the same rules. Nothing
+here does I/O, so every rule below is unit-tested without a cluster:
 
 - A new version starts beside the active one; traffic moves only once its app runs.
 - If it fails to load, or is not running by the readiness deadline, it is removed, traffic
@@ -20,6 +21,7 @@ from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from typing import Any
 
+from rayship.conditions import Event, Problem, Reason
 from rayship.serveconfig import LiveVersion
 from rayship.spec import ModelDeploymentSpec
 from rayship.status import AppState
@@ -28,14 +30,6 @@ from rayship.storage import ResolvedVersion
 HISTORY_LIMIT = 10
 FAILED_LIMIT = 10
 
-# Condition reasons, as users read them in `kubectl describe`.
-ROLLED_OUT = "RolledOut"
-ROLLING_OUT = "RollingOut"
-ROLLED_BACK = "RolledBack"
-LOAD_FAILED = "LoadFailed"
-CANARY_FAILED = "CanaryFailed"
-MODEL_NOT_FOUND = "ModelNotFound"
-
 
 def _time(value: datetime | None) -> str | None:
     return value.isoformat().replace("+00:00", "Z") if value else None
@@ -43,6 +37,15 @@ def _time(value: datetime | None) -> str | None:
 
 def _parse_time(value: str | None) -> datetime | None:
     return datetime.fromisoformat(value.replace("Z", "+00:00")) if value else None
+
+
+def _warm_status(warm: Warm) -> dict[str, str]:
+    """One live version in status form; no `retireAfter: null`, which the API server drops
+    (kopf would then warn that its patch was not applied as sent)."""
+    item = {"version": warm.version, "digest": warm.digest}
+    if warm.retire_after is not None:
+        item["retireAfter"] = _time(warm.retire_after) or ""
+    return item
 
 
 @dataclass(frozen=True)
@@ -81,10 +84,7 @@ class RolloutState:
         return {
             "activeVersion": self.active.version if self.active else None,
             "activeDigest": self.active.digest if self.active else None,
-            "liveVersions": [
-                {"version": w.version, "digest": w.digest, "retireAfter": _time(w.retire_after)}
-                for w in self.live
-            ],
+            "liveVersions": [_warm_status(w) for w in self.live],
             "rolloutTarget": self.target,
             "rolloutStarted": _time(self.target_started),
             "canaryVersion": self.canary,
@@ -122,40 +122,23 @@ class Observed:
     generation: int
     target: ResolvedVersion | None
     canary: ResolvedVersion | None = None
-    problem: tuple[str, str] | None = None  # (reason, message) when resolution failed
+    problem: Problem | None = None  # when resolution failed
     apps: dict[str, AppState] = field(default_factory=dict)  # by version
 
 
 @dataclass(frozen=True)
-class Condition:
-    """A Kubernetes-style condition (lastTransitionTime is set by the status writer)."""
-
-    type: str
-    status: bool
-    reason: str
-    message: str
-
-
-@dataclass(frozen=True)
-class Event:
-    """A Kubernetes Event to emit for a transition."""
-
-    warning: bool
-    reason: str
-    message: str
-
-
-@dataclass(frozen=True)
 class Plan:
-    """The decision: new state, what the cluster should run, and what users should read."""
+    """The decision: new state, what the cluster should run, what moves and what failed.
+
+    `report.decide` turns it, with what the cluster was seen serving, into the status.
+    """
 
     state: RolloutState
     live: tuple[LiveVersion, ...]
     traffic: tuple[tuple[str, int], ...]
-    phase: str
-    conditions: tuple[Condition, ...]
+    moving: Problem | None  # what is being brought up (reason and message), if anything
+    problem: Problem | None
     events: tuple[Event, ...]
-    ready_replicas: int
 
 
 class _Planner:
@@ -172,7 +155,8 @@ class _Planner:
         self.failures = list(state.failures)
         self.history = list(state.history)
         self.events: list[Event] = []
-        self.problem: tuple[str, str] | None = seen.problem
+        self.problem: Problem | None = seen.problem
+        self.moving: Problem | None = None
         self.canary: str | None = None
         self.canary_percent = 0
 
@@ -188,12 +172,12 @@ class _Planner:
                 return failure
         return None
 
-    def _record(self, version: str, digest: str, outcome: str, message: str) -> None:
+    def _record(self, version: str, digest: str, outcome: Reason, message: str) -> None:
         entry = {
             "version": version,
             "digest": digest,
             "requested": self.spec.model.version,
-            "outcome": outcome,
+            "outcome": outcome.value,
             "message": message,
             "time": _time(self.seen.now),
         }
@@ -226,19 +210,29 @@ class _Planner:
             return
         failed = self._failed_before(resolved)
         if failed is not None:
-            reason = ROLLED_BACK if self.active else LOAD_FAILED
-            self.problem = (reason, failed.message)
+            self.problem = self._failure_problem(failed.message)
             self.target = self.target_started = None
             return
         if self.target != resolved.version:
             self.target, self.target_started = resolved.version, self.seen.now
-            self.events.append(Event(False, ROLLING_OUT, f"rolling out version {resolved.version}"))
+            message = f"rolling out version {resolved.version}"
+            self.events.append(Event(False, Reason.ROLLING_OUT, message))
         self.live.setdefault(resolved.version, Warm(resolved.version, resolved.digest))
         app = self._app(resolved.version)
         if app is not None and app.running:
             self._switch_to(resolved)
         elif (app is not None and app.failed) or self._deadline_passed():
             self._give_up(resolved, app)
+        else:
+            self.moving = _bringing_up(Reason.ROLLING_OUT, f"version {resolved.version}", app)
+
+    def _failure_problem(self, message: str) -> Problem:
+        """A failed version: rolled back while another serves, else a load failure."""
+        if self.active is None:
+            return Problem(Reason.LOAD_FAILED, message)
+        return Problem(
+            Reason.ROLLED_BACK, f"{message}; still serving version {self.active.version}"
+        )
 
     def _switch_to(self, resolved: ResolvedVersion) -> None:
         previous = self.active
@@ -251,24 +245,29 @@ class _Planner:
         what = f"version {resolved.version} serves"
         if previous is not None:
             what += f" (was {previous.version}, kept warm for rollback)"
-        self._record(resolved.version, resolved.digest, ROLLED_OUT, what)
-        self.events.append(Event(False, ROLLED_OUT, what))
+        self._record(resolved.version, resolved.digest, Reason.ROLLED_OUT, what)
+        self.events.append(Event(False, Reason.ROLLED_OUT, what))
 
     def _give_up(self, resolved: ResolvedVersion, app: AppState | None) -> None:
-        if app is not None and app.failed:
-            why = app.message or f"version {resolved.version} failed to deploy"
-        else:
-            deadline = self.spec.rollout.readiness_deadline_seconds
-            why = f"version {resolved.version} was not ready within {deadline}s"
+        why = _why_not_running(f"version {resolved.version}", app, self.spec)
         self.target = self.target_started = None
         self._fail(resolved, why)
-        if self.active is not None:
-            message = f"{why}; still serving version {self.active.version}"
-            self.problem = (ROLLED_BACK, message)
-            self._record(resolved.version, resolved.digest, ROLLED_BACK, message)
-        else:
-            self.problem = (LOAD_FAILED, why)
-            self._record(resolved.version, resolved.digest, "Failed", why)
+        self.problem = self._failure_problem(why)
+        self._record(resolved.version, resolved.digest, self.problem.reason, self.problem.message)
+
+    def check_active(self) -> None:
+        """A serving version whose new configuration Serve could not deploy (a changed
+        runtime environment, resources, runtime options): its old replicas keep answering,
+        and Degraded says why the change did not take."""
+        app = self._app(self.active.version) if self.active else None
+        if self.active is None or app is None or not app.failed or self.problem is not None:
+            return
+        summary = app.summary or "Serve gave no reason"
+        self.problem = Problem(
+            Reason.LOAD_FAILED,
+            f"version {self.active.version} failed to apply the spec change: {summary}; "
+            "its replicas that still run keep serving",
+        )
 
     def run_canary(self, resolved: ResolvedVersion, percent: int) -> None:
         """Give the canary its share once it runs; never while nothing else is active."""
@@ -276,21 +275,22 @@ class _Planner:
             return
         failed = self._failed_before(resolved)
         if failed is not None:
-            self.problem = (CANARY_FAILED, failed.message)
+            self.problem = Problem(Reason.CANARY_FAILED, failed.message)
             return
         self.live.setdefault(resolved.version, Warm(resolved.version, resolved.digest))
         self.live[resolved.version] = replace(self.live[resolved.version], retire_after=None)
         app = self._app(resolved.version)
         if app is not None and app.running:
             if self.state.canary != resolved.version:
-                self.events.append(
-                    Event(False, "CanaryStarted", f"canary {resolved.version} takes {percent}%")
-                )
+                message = f"canary {resolved.version} takes {percent}%"
+                self.events.append(Event(False, Reason.CANARY_STARTED, message))
             self.canary, self.canary_percent = resolved.version, percent
         elif app is not None and app.failed:
-            message = app.message or f"canary {resolved.version} failed to deploy"
+            message = _why_not_running(f"canary {resolved.version}", app, self.spec)
             self._fail(resolved, message)
-            self.problem = (CANARY_FAILED, message)
+            self.problem = Problem(Reason.CANARY_FAILED, message)
+        elif self.moving is None:
+            self.moving = _bringing_up(Reason.STARTING_CANARY, f"canary {resolved.version}", app)
 
     def retire(self) -> None:
         """Drop versions nobody needs once their keep-warm window has passed."""
@@ -316,30 +316,7 @@ class _Planner:
             (self.canary, self.canary_percent),
         )
 
-    def phase(self, serving: bool) -> str:
-        if self.target is not None:
-            return "Progressing"
-        if serving:
-            return "Degraded" if self.problem else "Ready"
-        return "Failed" if self.problem else "Pending"
-
-    def conditions(self, serving: bool) -> tuple[Condition, ...]:
-        active = self.active.version if self.active else None
-        ready_message = f"version {active} serves" if serving else "no version serves yet"
-        if self.target:
-            progressing = Condition("Progressing", True, ROLLING_OUT, f"rolling out {self.target}")
-        else:
-            progressing = Condition("Progressing", False, ROLLED_OUT, ready_message)
-        if self.problem:
-            degraded = Condition("Degraded", True, self.problem[0], self.problem[1])
-        else:
-            degraded = Condition("Degraded", False, "AsExpected", "")
-        ready = Condition("Ready", serving, "Serving" if serving else "NotServing", ready_message)
-        return ready, progressing, degraded
-
     def result(self) -> Plan:
-        active_app = self._app(self.active.version) if self.active else None
-        serving = active_app is not None and active_app.running
         state = RolloutState(
             active=self.active,
             live=tuple(sorted(self.live.values(), key=lambda w: w.version)),
@@ -353,11 +330,29 @@ class _Planner:
             state=state,
             live=tuple(LiveVersion(w.version, w.digest) for w in state.live),
             traffic=self.traffic(),
-            phase=self.phase(serving),
-            conditions=self.conditions(serving),
+            moving=self.moving,
+            problem=self.problem,
             events=tuple(self.events),
-            ready_replicas=active_app.running_replicas if active_app else 0,
         )
+
+
+def _bringing_up(reason: Reason, what: str, app: AppState | None) -> Problem:
+    """What a version coming up waits for: Ray's resources when its replicas cannot be
+    scheduled (Serve says so in the application's message), else its replicas."""
+    waiting = app.unschedulable if app is not None else None
+    if waiting:
+        return Problem(Reason.WAITING_FOR_RESOURCES, f"{what} waits for resources: {waiting}")
+    return Problem(reason, f"starting {what}")
+
+
+def _why_not_running(what: str, app: AppState | None, spec: ModelDeploymentSpec) -> str:
+    """One line on why a version never ran: its own error, its resources, or the deadline."""
+    if app is not None and app.failed:
+        return f"{what} failed to load: {app.summary or 'Serve gave no reason'}"
+    deadline = spec.rollout.readiness_deadline_seconds
+    why = f"{what} was not ready within {deadline}s"
+    waiting = app.unschedulable if app is not None else None
+    return f"{why}: it waits for resources: {waiting}" if waiting else why
 
 
 def plan(spec: ModelDeploymentSpec, state: RolloutState, observed: Observed) -> Plan:
@@ -367,13 +362,14 @@ def plan(spec: ModelDeploymentSpec, state: RolloutState, observed: Observed) -> 
     whenever the Degraded condition changes, whatever caused it.
     """
     planner = _Planner(spec, state, observed)
-    if observed.problem is not None and state.active is not None:
-        reason, message = observed.problem
-        if reason == MODEL_NOT_FOUND:
-            message = f"{message}; still serving version {state.active.version}"
-            planner.problem = (ROLLED_BACK, message)
+    problem = observed.problem
+    missing = problem is not None and problem.reason == Reason.MODEL_NOT_FOUND
+    if problem is not None and missing and state.active is not None:
+        message = f"{problem.message}; still serving version {state.active.version}"
+        planner.problem = Problem(Reason.ROLLED_BACK, message)
     if observed.target is not None:
         planner.roll_out(observed.target)
+    planner.check_active()
     canary = spec.rollout.canary
     if canary is not None and observed.canary is not None:
         planner.run_canary(observed.canary, canary.percent)

@@ -27,20 +27,31 @@ Pure functions only: no I/O, so the operator's reconcile logic is testable witho
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 import re
 from collections.abc import Iterable
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from typing import Any
 
+from rayship.contract import (
+    SERVER_APP,
+    SERVER_BUILDER,
+    SERVER_DEPLOYMENT,
+    SERVER_ROUTE,
+    VERSION_BUILDER,
+    VERSION_DEPLOYMENT,
+    ModelTable,
+    ServerUserConfig,
+    VersionArgs,
+    VersionUserConfig,
+    model_route,
+    version_app_name,
+)
+from rayship.errors import InvalidSpec
 from rayship.manifest import ModelDeployment
 from rayship.spec import ModelDeploymentSpec
-
-PREDICTORS = "rayship_predictors.app"
-SERVER_APP = "rayship"
-VERSION_DEPLOYMENT = "ModelVersion"
-SERVER_DEPLOYMENT = "ServerInfo"
 
 # The server application only forwards bytes: reserving a whole CPU for it (Serve's default)
 # would starve the models.
@@ -75,10 +86,10 @@ class ModelRouting:
     deployment: ModelDeployment
     live: tuple[LiveVersion, ...]
     traffic: tuple[tuple[str, int], ...]
-    storage_uri: str | None = (
-        None  # overrides spec.model.storageUri (local mode's relative file: URIs)
-    )
-    environment: dict[str, str] = field(default_factory=dict)  # env vars of the model's replicas
+    # The replicas' variables that only I/O can know: the storage credentials as AWS_* ...
+    environment: dict[str, str] = field(default_factory=dict)
+    # ... and spec.runtimeEnv.envFrom's, read from their Secrets (locally, the environment).
+    env_from: dict[str, str] = field(default_factory=dict)
 
     @property
     def model_name(self) -> str:
@@ -94,21 +105,11 @@ class HttpOptions:
     port: int = 8000
 
 
-def version_app_name(model: str, version: str) -> str:
-    """The Serve application that runs one version of a model."""
-    return f"{model}@{version}"
-
-
-def model_route(model: str) -> str:
-    """The V2 route prefix of a model, exactly KServe's public URL."""
-    return f"/v2/models/{model}"
-
-
 def memory_bytes(quantity: str) -> int:
     """A Kubernetes quantity (`2Gi`, `512M`) in bytes, for Ray's `memory` actor option."""
     match = _QUANTITY.match(quantity)
     if match is None:
-        raise ValueError(f"spec.resources.memory: {quantity!r} is not a Kubernetes quantity")
+        raise InvalidSpec(f"spec.resources.memory: {quantity!r} is not a Kubernetes quantity")
     return int(float(match.group(1)) * _UNITS[match.group(2)])
 
 
@@ -153,30 +154,35 @@ def route_of(routing: ModelRouting, version: str) -> str | None:
     return None
 
 
+def version_args(routing: ModelRouting, live: LiveVersion) -> VersionArgs:
+    """What defines one version's replicas; nothing here may change when traffic moves."""
+    spec = routing.deployment.spec
+    return VersionArgs(
+        model_name=routing.model_name,
+        version=live.version,
+        digest=live.digest,
+        storage_uri=spec.model.storage_uri,
+        runtime=spec.model.runtime,
+        storage=spec.storage,
+        batching=spec.batching,
+        use_gpu=spec.resources.gpu > 0,
+    )
+
+
 def _version_app(routing: ModelRouting, live: LiveVersion) -> dict[str, Any]:
     """The application that loads and serves one version."""
     spec = routing.deployment.spec
-    model = routing.model_name
     app: dict[str, Any] = {
-        "name": version_app_name(model, live.version),
+        "name": version_app_name(routing.model_name, live.version),
         "route_prefix": route_of(routing, live.version),
-        "import_path": f"{PREDICTORS}:version_app",
-        "args": {
-            "model_name": model,
-            "version": live.version,
-            "digest": live.digest,
-            "storage_uri": routing.storage_uri or spec.model.storage_uri,
-            "model": asdict(spec.model),
-            "storage": asdict(spec.storage),
-            "batching": asdict(spec.batching) if spec.batching else None,
-            "use_gpu": spec.resources.gpu > 0,
-        },
+        "import_path": VERSION_BUILDER,
+        "args": version_args(routing, live).to_dict(),
         "deployments": [
             {
                 "name": VERSION_DEPLOYMENT,
                 "max_ongoing_requests": spec.max_ongoing_requests,
                 "ray_actor_options": _actor_options(spec),
-                "user_config": {"versions": _version_apps(routing)},
+                "user_config": VersionUserConfig(_version_apps(routing)).to_dict(),
                 **_scaling(spec),
             }
         ],
@@ -185,9 +191,28 @@ def _version_app(routing: ModelRouting, live: LiveVersion) -> dict[str, Any]:
 
 
 def _with_environment(app: dict[str, Any], routing: ModelRouting) -> dict[str, Any]:
-    """Give every application of a model the model's environment variables."""
-    if routing.environment:
-        app["runtime_env"] = {"env_vars": dict(routing.environment)}
+    """Give a version application the model's `runtime_env`: `spec.runtimeEnv`'s requirements
+    and its variables, and the storage credentials.
+
+    The variables merge as in a Kubernetes container: `env` wins over `envFrom`, whose later
+    Secrets win over earlier ones; the storage credentials win over both, since the replicas
+    read the model with exactly those. Serve restarts an application's replicas when its
+    `runtime_env` changes, which is what a new requirement or a rotated Secret needs; traffic
+    never touches it.
+    """
+    wanted = routing.deployment.spec.runtime_env
+    variables = {
+        **routing.env_from,
+        **{variable.name: variable.value for variable in wanted.env},
+        **routing.environment,
+    }
+    runtime_env: dict[str, Any] = {}
+    if wanted.pip:
+        runtime_env["pip"] = list(wanted.pip)
+    if variables:
+        runtime_env["env_vars"] = variables
+    if runtime_env:
+        app["runtime_env"] = runtime_env
     return app
 
 
@@ -198,27 +223,22 @@ def _version_apps(routing: ModelRouting) -> dict[str, str]:
     }
 
 
-def model_table(routing: ModelRouting) -> dict[str, Any]:
+def model_table(routing: ModelRouting) -> ModelTable:
     """What the server application needs to forward a model's requests."""
-    return {
-        "versions": _version_apps(routing),
-        "traffic": [list(pair) for pair in routing.traffic],
-    }
+    return ModelTable(_version_apps(routing), routing.traffic)
 
 
-def _server_app(routings: list[ModelRouting]) -> dict[str, Any]:
+def _server_app(user_config: ServerUserConfig) -> dict[str, Any]:
     """The server-level application: `/v2`, health, split traffic and 404 for unknown models."""
     return {
         "name": SERVER_APP,
-        "route_prefix": "/v2",
-        "import_path": f"{PREDICTORS}:server_app",
+        "route_prefix": SERVER_ROUTE,
+        "import_path": SERVER_BUILDER,
         "deployments": [
             {
                 "name": SERVER_DEPLOYMENT,
                 "ray_actor_options": ROUTER_ACTOR_OPTIONS,
-                "user_config": {
-                    "models": {routing.model_name: model_table(routing) for routing in routings}
-                },
+                "user_config": user_config.to_dict(),
             }
         ],
     }
@@ -234,19 +254,21 @@ def app_names(routings: Iterable[ModelRouting]) -> list[str]:
 
 
 def compose(models: list[ModelRouting], http: HttpOptions | None = None) -> dict[str, Any]:
-    """The complete Serve config for a cluster serving `models`."""
+    """The complete Serve config for a cluster serving `models`, with its own hash inside."""
     http = http or HttpOptions()
     ordered = sorted(models, key=lambda r: r.model_name)
-    applications = [_server_app(ordered)]
-    for routing in ordered:
-        applications += [_version_app(routing, live) for live in routing.live]
-    return {
+    tables = ServerUserConfig({routing.model_name: model_table(routing) for routing in ordered})
+    versions = [_version_app(routing, live) for routing in ordered for live in routing.live]
+    unhashed = {
         "http_options": {"host": http.host, "port": http.port},
-        "applications": applications,
+        "applications": [_server_app(tables), *versions],
     }
+    hashed = dataclasses.replace(tables, config_hash=config_hash(unhashed))
+    return {**unhashed, "applications": [_server_app(hashed), *versions]}
 
 
 def config_hash(config: dict[str, Any]) -> str:
-    """A stable digest of a Serve config, so unchanged configs are never PUT again."""
+    """A stable digest of a Serve config, so unchanged configs are never PUT again and a
+    restarted operator recognises the config it wrote (`compose` carries it inside)."""
     canonical = json.dumps(config, sort_keys=True, separators=(",", ":"))
     return hashlib.sha256(canonical.encode()).hexdigest()

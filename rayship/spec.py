@@ -15,7 +15,7 @@ import typing
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
-ModelFormat = Literal["onnx", "pytorch", "python"]
+ModelFormat = Literal["onnx", "pytorch", "python", "kserve"]
 
 
 @dataclass(frozen=True)
@@ -52,6 +52,30 @@ class PythonOptions:
 
 
 @dataclass(frozen=True)
+class KserveOptions:
+    """A `kserve.Model` subclass (`module:Class`), constructed as KServe does: `Class(name)`."""
+
+    model_class: str
+
+
+@dataclass(frozen=True)
+class RuntimeSpec:
+    """What a version's replicas load and how: the part of `spec.model` that defines a version.
+
+    Everything else in `spec.model` (the requested version, the poll interval) changes with
+    traffic and must not reach the replicas (see `rayship.contract.VersionArgs`).
+    """
+
+    format: ModelFormat
+    onnx: OnnxOptions = field(default_factory=OnnxOptions)
+    pytorch: PytorchOptions = field(default_factory=PytorchOptions)
+    python: PythonOptions | None = None
+    kserve: KserveOptions | None = None
+    inputs: tuple[TensorDecl, ...] = ()
+    outputs: tuple[TensorDecl, ...] = ()
+
+
+@dataclass(frozen=True)
 class ModelSpec:
     """What to serve: the V2 model name, its runtime and where its versions live."""
 
@@ -63,13 +87,27 @@ class ModelSpec:
     onnx: OnnxOptions = field(default_factory=OnnxOptions)
     pytorch: PytorchOptions = field(default_factory=PytorchOptions)
     python: PythonOptions | None = None
+    kserve: KserveOptions | None = None
     inputs: tuple[TensorDecl, ...] = ()
     outputs: tuple[TensorDecl, ...] = ()
+
+    @property
+    def runtime(self) -> RuntimeSpec:
+        """The runtime options alone: what the replicas of every version of this model load."""
+        return RuntimeSpec(
+            self.format,
+            self.onnx,
+            self.pytorch,
+            self.python,
+            self.kserve,
+            self.inputs,
+            self.outputs,
+        )
 
 
 @dataclass(frozen=True)
 class SecretRef:
-    """A Secret in the ModelDeployment's namespace holding AWS-style credentials."""
+    """A Secret in the ModelDeployment's namespace, by name."""
 
     name: str
 
@@ -112,6 +150,40 @@ class BatchingSpec:
 
 
 @dataclass(frozen=True)
+class EnvVar:
+    """An environment variable of the version replicas, given in the spec."""
+
+    name: str
+    value: str = ""
+
+
+@dataclass(frozen=True)
+class EnvFromSource:
+    """Variables from a Secret: each of `keys` (every key when empty) as `prefix` + key.
+
+    Only the operator can read the Secret; local mode looks the same names up in its own
+    environment instead, which is why it needs `keys`.
+    """
+
+    secret_ref: SecretRef
+    prefix: str = ""
+    keys: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class RuntimeEnvSpec:
+    """Python requirements and environment variables of every version's replicas.
+
+    It becomes each version application's Serve `runtime_env` (`rayship.serveconfig`), so, like
+    the runtime options, it defines what the replicas run: Serve restarts them when it changes.
+    """
+
+    pip: tuple[str, ...] = ()
+    env: tuple[EnvVar, ...] = ()
+    env_from: tuple[EnvFromSource, ...] = ()
+
+
+@dataclass(frozen=True)
 class CanarySpec:
     """A second live version that receives `percent` of the traffic."""
 
@@ -146,6 +218,7 @@ class ModelDeploymentSpec:
     max_ongoing_requests: int = 64
     autoscaling: AutoscalingSpec | None = None
     batching: BatchingSpec | None = None
+    runtime_env: RuntimeEnvSpec = field(default_factory=RuntimeEnvSpec)
     rollout: RolloutSpec = field(default_factory=RolloutSpec)
     ray_cluster: RayClusterRef | None = None
 

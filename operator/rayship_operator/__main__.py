@@ -3,22 +3,32 @@
 from __future__ import annotations
 
 import logging
-import os
 
 import kopf
 
-from rayship_operator.handlers import build_registry
+from rayship_operator.handlers import TICK, build_registry
 from rayship_operator.settings import OperatorSettings
+
+
+class RoutineTicks(logging.Filter):
+    """Drops kopf's "Timer 'tick' succeeded." line: the timer runs every few seconds per
+    object, and its success says nothing; its failures, and everything it decides, are logged."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return record.getMessage() != f"Timer {TICK!r} succeeded."
+
+
+def configure_logging(level: str) -> None:
+    """One handler and one format for every line: kopf's (which also names the object)."""
+    kopf.configure(log_format=kopf.LogFormat.FULL)
+    logging.getLogger().setLevel(level)
+    logging.getLogger("kopf.objects").addFilter(RoutineTicks())
 
 
 def main() -> None:
     """Run kopf until stopped: watched namespaces and peering come from the settings."""
-    logging.basicConfig(
-        level=os.environ.get("RAYSHIP_LOG_LEVEL", "INFO"),
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-    )
     settings = OperatorSettings.from_env()
-    kopf.configure(verbose=False)
+    configure_logging(settings.log_level)
     kopf.run(
         registry=build_registry(settings),
         clusterwide=not settings.namespaces,

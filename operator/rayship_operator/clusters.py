@@ -16,25 +16,30 @@ from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlsplit
 
-from rayship.dashboard import ServeDashboard
-from rayship.serveconfig import (
+from rayship.contract import (
     SERVER_APP,
-    HttpOptions,
-    ModelRouting,
-    app_names,
-    compose,
-    config_hash,
-    direct_version,
+    SERVER_ROUTE,
+    ServerUserConfig,
+    deployment_user_config,
     model_route,
     version_app_name,
 )
+from rayship.dashboard import ServeDashboard
+from rayship.ingress import route_table
+from rayship.serveconfig import HttpOptions, ModelRouting, app_names, compose, direct_version
 from rayship.spec import RayClusterRef
-from rayship.status import AppState, app_states
+from rayship.status import MISSING, AppState, app_states
+from rayship_operator.report import Serving
 from rayship_operator.settings import OperatorSettings
 
 logger = logging.getLogger(__name__)
 
-HASH_KEY = "rayshipConfigHash"
+Routes = dict[str, str]  # route prefix -> application name
+
+# What makes Serve replace an application's replicas rather than update them in place: its
+# code (import path, args, runtime_env) or a deployment's actor options.
+_RESTARTING_APP_FIELDS = ("import_path", "args", "runtime_env")
+_RESTARTING_DEPLOYMENT_FIELDS = ("ray_actor_options",)
 
 
 @dataclass(frozen=True)
@@ -60,52 +65,113 @@ def cluster_for(
     return ClusterRef(dashboard, serve_url, HttpOptions(settings.serve_http_host, port))
 
 
-def _with_hash(config: dict[str, Any]) -> str:
-    """Put the config's own hash into the server app's user_config; return the hash."""
-    digest = config_hash(config)
+def _deployed_server_config(applications: dict[str, Any]) -> ServerUserConfig:
+    """What the cluster's server application was deployed with (empty if none)."""
+    server = applications.get(SERVER_APP) or {}
+    return ServerUserConfig.from_dict(
+        deployment_user_config(server.get("deployed_app_config") or {})
+    )
+
+
+def _composed_hash(config: dict[str, Any]) -> str | None:
+    """The hash `compose` put into a config."""
     for app in config["applications"]:
         if app["name"] == SERVER_APP:
-            app["deployments"][0]["user_config"][HASH_KEY] = digest
-    return digest
+            return ServerUserConfig.from_dict(deployment_user_config(app)).config_hash
+    return None
 
 
-def _server_user_config(applications: dict[str, Any]) -> dict[str, Any]:
-    """The user_config the cluster's server application was deployed with ({} if none)."""
-    server = applications.get(SERVER_APP) or {}
-    deployed = server.get("deployed_app_config") or {}
-    for deployment in deployed.get("deployments") or []:
-        return dict(deployment.get("user_config") or {})
-    return {}
+def effective_routes(applications: dict[str, Any], ingress: dict[str, str] | None) -> Routes:
+    """Route prefix -> application as requests are routed: the ingress's own table
+    (`rayship.ingress`), or Serve's application details when the ingress cannot be asked."""
+    if ingress is not None:
+        return ingress
+    return {
+        app["route_prefix"]: name
+        for name, app in applications.items()
+        if app.get("route_prefix") is not None
+    }
 
 
-def _deployed_hash(applications: dict[str, Any]) -> str | None:
-    """The hash of the config the cluster runs, if an operator put it there."""
-    value = _server_user_config(applications).get(HASH_KEY)
-    return str(value) if value else None
-
-
-def routes_in_effect(applications: dict[str, Any], routing: ModelRouting) -> bool:
-    """Whether Serve's applications (`GET /api/serve/applications/`) route as `routing` plans.
+def routes_in_effect(applications: dict[str, Any], routes: Routes, routing: ModelRouting) -> bool:
+    """Whether the cluster (`GET /api/serve/applications/` and the ingress's `routes`) routes
+    as `routing` plans.
 
     The server application must run with the model's traffic table, and the model's URL must
     belong to the running version that takes all traffic (or, for a split, to no version).
     """
-    server = applications.get(SERVER_APP) or {}
-    if server.get("status") != "RUNNING":
+    states = app_states(applications)
+    if not states.get(SERVER_APP, MISSING).running:
         return False
-    tables = _server_user_config(applications).get("models") or {}
-    table = tables.get(routing.model_name) or {}
-    if table.get("traffic") != [list(pair) for pair in routing.traffic]:
+    table = _deployed_server_config(applications).models.get(routing.model_name)
+    if table is None or table.traffic != routing.traffic:
         return False
     owner = direct_version(routing)
-    route = model_route(routing.model_name)
-    for live in routing.live:
-        app = applications.get(version_app_name(routing.model_name, live.version)) or {}
-        if (app.get("route_prefix") == route) != (live.version == owner):
-            return False
-        if live.version == owner and app.get("status") != "RUNNING":
-            return False
-    return True
+    holder = routes.get(model_route(routing.model_name))
+    if owner is None:
+        return holder is None
+    owner_app = version_app_name(routing.model_name, owner)
+    return holder == owner_app and states.get(owner_app, MISSING).running
+
+
+def serving(applications: dict[str, Any], routes: Routes, model_name: str) -> tuple[str, ...]:
+    """The versions that answer a model's unversioned URL: the one the ingress routes it to,
+    or, when none holds it, those with a share in the server application's table."""
+    states = app_states(applications)
+    holder = routes.get(model_route(model_name))
+    if holder is not None:
+        prefix = version_app_name(model_name, "")
+        owns = holder.startswith(prefix) and states.get(holder, MISSING).answering
+        return (holder[len(prefix) :],) if owns else ()
+    table = _deployed_server_config(applications).models.get(model_name)
+    server = routes.get(SERVER_ROUTE) == SERVER_APP and states.get(SERVER_APP, MISSING).answering
+    if table is None or not server:
+        return ()
+    shares = [version for version, percent in table.traffic if percent > 0]
+    apps = [states.get(version_app_name(model_name, version), MISSING) for version in shares]
+    return tuple(shares) if shares and all(app.answering for app in apps) else ()
+
+
+def observe_serving(applications: dict[str, Any], routes: Routes, routing: ModelRouting) -> Serving:
+    """What users of `routing`'s model get from the cluster as observed."""
+    states = app_states(applications)
+    versions = serving(applications, routes, routing.model_name)
+    replicas = sum(
+        states[version_app_name(routing.model_name, version)].running_replicas
+        for version in versions
+    )
+    return Serving(versions, replicas, routes_in_effect(applications, routes, routing))
+
+
+def restarting_apps(applications: dict[str, Any], config: dict[str, Any]) -> list[str]:
+    """The applications whose replicas Serve will replace when `config` is applied: those
+    already deployed whose code or actor options change (see `_RESTARTING_APP_FIELDS`)."""
+    restarting = []
+    for app in config["applications"]:
+        deployed = (applications.get(app["name"]) or {}).get("deployed_app_config")
+        if not deployed:
+            continue
+        changed = any(
+            (app.get(key) or None) != (deployed.get(key) or None) for key in _RESTARTING_APP_FIELDS
+        )
+        pairs = zip(app.get("deployments") or [], deployed.get("deployments") or [], strict=False)
+        changed = changed or any(
+            (new.get(key) or None) != (old.get(key) or None)
+            for new, old in pairs
+            for key in _RESTARTING_DEPLOYMENT_FIELDS
+        )
+        if changed:
+            restarting.append(app["name"])
+    return restarting
+
+
+@dataclass(frozen=True)
+class Written:
+    """What a `ClusterWriter.write` did: whether it sent a config, and which applications'
+    replicas that config replaces."""
+
+    sent: bool
+    restarting: tuple[str, ...] = ()
 
 
 class ClusterWriter:
@@ -117,15 +183,18 @@ class ClusterWriter:
         self.lock = asyncio.Lock()
         self.routings: dict[str, ModelRouting | None] = {}
         self._applications: dict[str, Any] = {}
+        self._routes: Routes = {}
 
     async def observe(self) -> dict[str, AppState]:
-        """Application states by name (kept for the following `write`)."""
+        """Application states by name, and the ingress's routes (kept for `write`/`serving`)."""
         self._applications = await asyncio.to_thread(self.dashboard.applications)
+        ingress = await asyncio.to_thread(route_table, self.ref.serve_url)
+        self._routes = effective_routes(self._applications, ingress)
         return app_states(self._applications)
 
-    def traffic_in_effect(self, routing: ModelRouting) -> bool:
-        """Whether the cluster, as last observed, routes `routing`'s traffic as planned."""
-        return routes_in_effect(self._applications, routing)
+    def serving(self, routing: ModelRouting) -> Serving:
+        """What the cluster, as last observed, serves for `routing`'s model."""
+        return observe_serving(self._applications, self._routes, routing)
 
     def assign(self, key: str, routing: ModelRouting | None) -> None:
         """Record one ModelDeployment's routing; None means it holds no applications."""
@@ -135,28 +204,26 @@ class ClusterWriter:
         """A ModelDeployment is gone (deleted, or moved to another cluster)."""
         self.routings.pop(key, None)
 
-    async def write(self, known: set[str]) -> bool:
-        """PUT the composed config if needed; `known` are all keys targeting this cluster.
-
-        Returns True when a config was sent.
-        """
+    async def write(self, known: set[str]) -> Written:
+        """PUT the composed config if needed; `known` are all keys targeting this cluster."""
         waiting = known - self.routings.keys()
         if waiting:
             logger.info("not writing %s yet: waiting for %s", self.ref.dashboard, sorted(waiting))
-            return False
+            return Written(sent=False)
         routings = [r for r in self.routings.values() if r is not None]
         config = compose(routings, self.ref.http)
-        digest = _with_hash(config)
         missing = {SERVER_APP, *app_names(routings)} - self._applications.keys()
-        unchanged = digest == _deployed_hash(self._applications)
+        deployed = _deployed_server_config(self._applications).config_hash
+        unchanged = _composed_hash(config) == deployed
         if unchanged and not missing:
-            return False
+            return Written(sent=False)
         if unchanged:
             logger.warning(
                 "cluster %s lost %s; applying again", self.ref.dashboard, sorted(missing)
             )
+        restarting = tuple(restarting_apps(self._applications, config))
         await asyncio.to_thread(self.dashboard.put_config, config)
-        return True
+        return Written(sent=True, restarting=restarting)
 
 
 class Clusters:

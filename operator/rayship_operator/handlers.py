@@ -6,18 +6,21 @@ this module has no side effects and the timer interval comes from the settings, 
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from typing import Any
 
 import kopf
 import kubernetes
 
+from rayship.contract import CRD_VERSION, GROUP, PLURAL
 from rayship.manifest import ModelDeployment, parse
 from rayship_operator.reconcile import Claim, Outcome, Reconciler, object_key
 from rayship_operator.settings import OperatorSettings
 
-GROUP, VERSION, PLURAL = "serving.rayship.io", "v1alpha1", "modeldeployments"
-FINALIZER = "serving.rayship.io/finalizer"
+VERSION = CRD_VERSION
+FINALIZER = f"{GROUP}/finalizer"
+TICK = "tick"  # the id of the periodic reconcile
 
 
 def _post(body: kopf.Body, patch: kopf.Patch, outcome: Outcome) -> None:
@@ -25,24 +28,39 @@ def _post(body: kopf.Body, patch: kopf.Patch, outcome: Outcome) -> None:
     patch.setdefault("status", {}).update(outcome.status)
     for event in outcome.events:
         kind = "Warning" if event.warning else "Normal"
-        kopf.event(body, type=kind, reason=event.reason, message=event.message)
+        kopf.event(body, type=kind, reason=event.reason.value, message=event.message)
+
+
+async def patch_status(namespace: str, name: str, status: dict[str, Any]) -> None:
+    """Write a ModelDeployment's status now, while its handler is still running (a rollout's
+    steps, as they happen); the handler's own patch writes the last one."""
+    api = kubernetes.client.CustomObjectsApi()
+    await asyncio.to_thread(
+        api.patch_namespaced_custom_object_status,
+        GROUP,
+        VERSION,
+        namespace,
+        PLURAL,
+        name,
+        {"status": status},
+    )
 
 
 def build_registry(settings: OperatorSettings) -> kopf.OperatorRegistry:
     """Every handler of the operator, bound to one Reconciler."""
     registry = kopf.OperatorRegistry()
-    reconciler = Reconciler(settings)
+    reconciler = Reconciler(settings, publish=patch_status)
 
     @kopf.on.startup(registry=registry)
     def configure(settings: kopf.OperatorSettings, **_: Any) -> None:
         settings.persistence.finalizer = FINALIZER
-        settings.persistence.progress_storage = kopf.AnnotationsProgressStorage(
-            prefix="serving.rayship.io"
-        )
+        settings.persistence.progress_storage = kopf.AnnotationsProgressStorage(prefix=GROUP)
         settings.persistence.diffbase_storage = kopf.AnnotationsDiffBaseStorage(
-            prefix="serving.rayship.io", key="last-handled-configuration"
+            prefix=GROUP, key="last-handled-configuration"
         )
-        settings.posting.level = logging.INFO
+        # kopf would post its own log lines (a "Timer 'tick' succeeded" every period) as Events;
+        # the operator posts the Events users read itself (`_post`), so only warnings go.
+        settings.posting.level = logging.WARNING
         settings.watching.server_timeout = 300
         kubernetes.config.load_config()  # for Secrets, read with the official client
 
@@ -77,7 +95,7 @@ def build_registry(settings: OperatorSettings) -> kopf.OperatorRegistry:
         await _reconcile(body, patch, meta, kwargs["by_cluster"])
 
     @kopf.timer(
-        GROUP, VERSION, PLURAL, id="tick", interval=settings.reconcile_seconds, registry=registry
+        GROUP, VERSION, PLURAL, id=TICK, interval=settings.reconcile_seconds, registry=registry
     )
     async def tick(body: kopf.Body, patch: kopf.Patch, meta: kopf.Meta, **kwargs: Any) -> None:
         await _reconcile(body, patch, meta, kwargs["by_cluster"])

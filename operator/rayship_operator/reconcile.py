@@ -11,20 +11,24 @@ import asyncio
 import dataclasses
 import logging
 import time
-from collections.abc import Iterable
+from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
+from rayship.conditions import Event, Phase, Problem, Reason
+from rayship.contract import model_route, version_app_name
 from rayship.dashboard import DashboardError
+from rayship.errors import CredentialsError, InvalidSpec
 from rayship.manifest import ModelDeployment
-from rayship.serveconfig import ModelRouting, model_route, version_app_name
+from rayship.rollout import Observed, Plan, RolloutState, plan
+from rayship.serveconfig import ModelRouting
 from rayship.spec import StorageSpec
+from rayship.status import AppState
 from rayship.storage import Credentials, ModelNotFound, ModelStore, ResolvedVersion, StorageError
 from rayship_operator import report
 from rayship_operator.clusters import ClusterRef, Clusters, cluster_for
-from rayship_operator.credentials import CredentialsError, read_credentials
-from rayship_operator.rollout import Event, Observed, RolloutState, plan
+from rayship_operator.credentials import read_credentials, read_env_from
 from rayship_operator.settings import OperatorSettings
 
 logger = logging.getLogger(__name__)
@@ -64,6 +68,10 @@ def conflict_winner(claims: Iterable[Claim], mine: Claim) -> Claim | None:
     return min(older, key=lambda c: (c.created, c.key)) if older else None
 
 
+StatusWriter = Callable[[str, str, dict[str, Any]], Awaitable[None]]
+"""Writes `status` to the ModelDeployment `namespace/name`."""
+
+
 @dataclass
 class _Resolution:
     generation: int
@@ -78,7 +86,15 @@ class Reconciler:
     settings: OperatorSettings
     clusters: Clusters = field(default_factory=Clusters)
     states: dict[str, RolloutState] = field(default_factory=dict)
+    # The last status written per object, with the object's uid: kopf hands a handler the body
+    # it had when the handler started, which may predate this process's last write.
+    statuses: dict[str, tuple[str, dict[str, Any]]] = field(default_factory=dict)
     resolutions: dict[tuple[str, str], _Resolution] = field(default_factory=dict)
+    # One reconcile at a time per object: kopf runs the timer beside the change handlers.
+    object_locks: dict[str, asyncio.Lock] = field(default_factory=dict)
+    # Writes a status while a reconcile goes on settling (`reconcile`); the handlers pass one
+    # that patches the status subresource. None: only the final status is written.
+    publish: StatusWriter | None = None
 
     def cluster_of(self, md: ModelDeployment) -> ClusterRef:
         """The cluster `md` targets."""
@@ -115,7 +131,7 @@ class Reconciler:
 
     async def _observe_versions(
         self, md: ModelDeployment, generation: int, store: ModelStore
-    ) -> tuple[ResolvedVersion | None, ResolvedVersion | None, tuple[str, str] | None]:
+    ) -> tuple[ResolvedVersion | None, ResolvedVersion | None, Problem | None]:
         """Resolved target and canary, or the problem that stopped resolution."""
         try:
             target = await self._resolve(md, md.spec.model.version, generation, store)
@@ -124,9 +140,11 @@ class Reconciler:
             if canary_spec is not None:
                 canary = await self._resolve(md, canary_spec.version, generation, store)
         except ModelNotFound as error:
-            return None, None, ("ModelNotFound", str(error))
-        except (StorageError, ValueError) as error:
-            return None, None, ("StorageError", str(error))
+            return None, None, Problem(Reason.MODEL_NOT_FOUND, str(error))
+        except StorageError as error:
+            return None, None, Problem(Reason.STORAGE_ERROR, str(error))
+        except InvalidSpec as error:
+            return None, None, Problem(Reason.INVALID_SPEC, str(error))
         return target, canary, None
 
     async def reconcile(
@@ -136,14 +154,56 @@ class Reconciler:
         claims: Iterable[Claim],
         generation: int,
     ) -> Outcome:
-        """One pass for one ModelDeployment: `md` is `body` parsed (its status and metadata are
-        read from `body`)."""
+        """Reconcile `md` (`body` parsed) until nothing moves or `settle_seconds` have passed.
+
+        A rollout takes a few passes (start the version, move traffic once it runs, see the
+        routes applied); running them here, a fraction of a second apart, makes a warm
+        rollback take effect and show Ready within about a second instead of a timer period
+        per step. The status of the last pass is written, with the Events of every pass.
+        """
         key = object_key(md.namespace, md.name)
-        previous: dict[str, Any] = dict(body.get("status") or {})
+        async with self.object_locks.setdefault(key, asyncio.Lock()):
+            return await self._settle(key, md, body, list(claims), generation)
+
+    async def _settle(
+        self,
+        key: str,
+        md: ModelDeployment,
+        body: dict[str, Any],
+        claims: list[Claim],
+        generation: int,
+    ) -> Outcome:
+        uid = str(body["metadata"].get("uid", ""))
+        remembered = self.statuses.get(key)
+        previous = remembered[1] if remembered and remembered[0] == uid else body.get("status")
+        deadline = time.monotonic() + self.settings.settle_seconds
+        events: list[Event] = []
+        while True:
+            outcome = await self._pass(md, body, claims, generation, dict(previous or {}))
+            events += outcome.events
+            changed = outcome.status != previous
+            previous = outcome.status
+            self.statuses[key] = (uid, outcome.status)
+            if outcome.status.get("phase") != Phase.PROGRESSING or time.monotonic() > deadline:
+                return Outcome(outcome.status, tuple(events))
+            if changed and self.publish is not None:  # show each step as it happens
+                await self.publish(md.namespace, md.name, outcome.status)
+            await asyncio.sleep(self.settings.settle_poll_seconds)
+
+    async def _pass(
+        self,
+        md: ModelDeployment,
+        body: dict[str, Any],
+        claims: list[Claim],
+        generation: int,
+        previous: dict[str, Any],
+    ) -> Outcome:
+        """One pass: resolve, observe, plan, write the cluster, report."""
+        key = object_key(md.namespace, md.name)
         now = now_text()
         ref = self.cluster_of(md)
         writer = self.clusters.writer(ref)
-        claims = list(claims)
+        identity = report.Identity(md.model_name, ref.serve_url + model_route(md.model_name))
         mine = Claim(key, md.model_name, body["metadata"].get("creationTimestamp", ""))
         winner = conflict_winner(claims, mine)
         if winner is not None:
@@ -153,18 +213,22 @@ class Reconciler:
                 f"model name {md.model_name!r} on {ref.dashboard} is already served by "
                 f"ModelDeployment {winner.key}; choose another spec.model.name"
             )
-            return _problem("NameConflict", message, previous, generation, now)
+            return _blocked(
+                Problem(Reason.NAME_CONFLICT, message), identity, previous, generation, now
+            )
 
         storage = self._effective_storage(md.spec.storage)
         credentials: Credentials | None = None
         environment: dict[str, str] = {}
-        if storage.secret_ref is not None:
-            try:
+        try:
+            if storage.secret_ref is not None:
                 credentials, environment = await read_credentials(
                     md.namespace, storage.secret_ref.name
                 )
-            except CredentialsError as error:
-                return _problem("CredentialsError", str(error), previous, generation, now)
+            env_from = await read_env_from(md.namespace, md.spec.runtime_env.env_from)
+        except CredentialsError as error:
+            unreadable = Problem(Reason.CREDENTIALS_ERROR, str(error))
+            return _blocked(unreadable, identity, previous, generation, now)
         md = dataclasses.replace(md, spec=dataclasses.replace(md.spec, storage=storage))
         store = ModelStore(storage, credentials=credentials)
         target, canary, problem = await self._observe_versions(md, generation, store)
@@ -173,7 +237,8 @@ class Reconciler:
             try:
                 apps = await writer.observe()
             except DashboardError as error:
-                return _problem("ClusterUnreachable", str(error), previous, generation, now)
+                unreachable = Problem(Reason.CLUSTER_UNREACHABLE, str(error))
+                return _blocked(unreachable, identity, previous, generation, now)
             state = self.states.get(key) or RolloutState.from_status(previous)
             versions = [w.version for w in state.live] + [r.version for r in (target, canary) if r]
             by_version = {
@@ -186,18 +251,27 @@ class Reconciler:
                 state,
                 Observed(datetime.now(UTC), generation, target, canary, problem, by_version),
             )
-            routing = ModelRouting(md, decision.live, decision.traffic, None, environment)
+            routing = ModelRouting(md, decision.live, decision.traffic, environment, env_from)
+            seen = writer.serving(routing)
             writer.assign(key, routing)
             try:
-                sent = await writer.write({c.key for c in claims} | {key})
+                written = await writer.write({c.key for c in claims} | {key})
             except DashboardError as error:
-                return _problem("ClusterUnreachable", str(error), previous, generation, now)
+                unreachable = Problem(Reason.CLUSTER_UNREACHABLE, str(error))
+                return _blocked(unreachable, identity, previous, generation, now)
             self.states[key] = decision.state
-            if sent or not writer.traffic_in_effect(routing):
-                decision = report.applying_traffic(decision)
-        url = ref.serve_url + model_route(md.model_name)
-        status = report.status_from_plan(decision, url, previous, generation, now)
-        return Outcome(status, decision.events + _degraded_events(previous, status))
+        _log_new_failures(md, state, decision, by_version)
+        status = report.status_of(
+            decision,
+            seen,
+            config_sent=written.sent,
+            identity=identity,
+            previous=previous,
+            generation=generation,
+            now=now,
+        )
+        restarts = _restart_events(md.model_name, written.restarting)
+        return Outcome(status, decision.events + restarts + _degraded_events(previous, status))
 
     async def remove(self, md: ModelDeployment, claims: Iterable[Claim]) -> None:
         """A ModelDeployment is being deleted: remove its applications, and only its."""
@@ -208,7 +282,43 @@ class Reconciler:
             await writer.observe()
             await writer.write({c.key for c in claims} - {key})
         self.states.pop(key, None)
+        self.statuses.pop(key, None)
         self.resolutions = {k: v for k, v in self.resolutions.items() if k[0] != key}
+
+
+def _log_new_failures(
+    md: ModelDeployment, before: RolloutState, decision: Plan, apps: dict[str, AppState]
+) -> None:
+    """The full text of a version's failure (Serve's traceback), once, in the operator's log:
+    the status and Events carry only its one-line summary."""
+    known = {(f.version, f.digest, f.generation) for f in before.failures}
+    for failure in decision.state.failures:
+        app = apps.get(failure.version)
+        if (failure.version, failure.digest, failure.generation) in known or app is None:
+            continue
+        if app.message:
+            logger.warning(
+                "%s/%s version %s: %s\n%s",
+                md.namespace,
+                md.name,
+                failure.version,
+                failure.message,
+                app.message,
+            )
+
+
+def _restart_events(model_name: str, restarting: tuple[str, ...]) -> tuple[Event, ...]:
+    """An Event when a spec change replaces the replicas of this model's live versions."""
+    prefix = version_app_name(model_name, "")
+    versions = [name[len(prefix) :] for name in restarting if name.startswith(prefix)]
+    if not versions:
+        return ()
+    message = (
+        f"replicas of version {', '.join(versions)} restart: the spec changed what defines a "
+        "version (runtime options, resources, storage, batching, runtime environment or "
+        "credentials)"
+    )
+    return (Event(False, Reason.RESTARTING_REPLICAS, message),)
 
 
 def _degraded(status: dict[str, Any]) -> dict[str, Any] | None:
@@ -229,12 +339,12 @@ def _degraded_events(previous: dict[str, Any], status: dict[str, Any]) -> tuple[
     ):
         return ()
     logger.warning("%s: %s", now["reason"], now["message"])
-    return (Event(True, now["reason"], now["message"]),)
+    return (Event(True, Reason(now["reason"]), now["message"]),)
 
 
-def _problem(
-    reason: str, message: str, previous: dict[str, Any], generation: int, now: str
+def _blocked(
+    problem: Problem, identity: report.Identity, previous: dict[str, Any], generation: int, now: str
 ) -> Outcome:
     """An Outcome for a failure that leaves the cluster as it is."""
-    status = report.problem_status(reason, message, previous, generation, now)
+    status = report.blocked_status(problem, identity, previous, generation, now)
     return Outcome(status, _degraded_events(previous, status))

@@ -1,7 +1,13 @@
 """The operator's settings: one typed tree read from the environment once, at start-up.
 
-The Helm chart and plain manifests set these variables; nothing reads the environment anywhere
-else, so tests construct `OperatorSettings` directly.
+The Helm chart and plain manifests set these variables, and no other operator code reads its
+own settings from the environment, so tests construct `OperatorSettings` directly. What the
+operator's clients read, they read where those clients' own tools do, and it is not ours to
+configure: Ray's dashboard token in `rayship.dashboard` ($RAY_AUTH_TOKEN, else the file at
+$RAY_AUTH_TOKEN_PATH or ~/.ray/auth_token, as Ray's CLI finds it), AWS credentials in boto3's
+standard chain, the cluster's address and credentials in kopf's and the Kubernetes client's
+login. `rayship.storage` also reads $RAYSHIP_CACHE_DIR for its download cache, which the
+operator never fills: it only lists versions.
 """
 
 from __future__ import annotations
@@ -29,6 +35,17 @@ class OperatorSettings:
     `latest` polling, lost applications). Short enough to finish rollouts promptly; each check is
     one GET to the dashboard per cluster."""
 
+    settle_seconds: float = 30.0
+    """RAYSHIP_SETTLE_SECONDS: how long one reconcile keeps re-checking a ModelDeployment whose
+    status says Progressing, before it writes the status and leaves the rest to the timer. A warm
+    rollback or canary change settles in about a second this way instead of a timer period per
+    step, and a small model's first version is Ready as soon as it loads; a version that takes
+    longer (a big model, replicas waiting for a GPU node) is left to the timer after this."""
+
+    settle_poll_seconds: float = 0.5
+    """RAYSHIP_SETTLE_POLL_SECONDS: the pause between those checks (each one GET to the
+    dashboard)."""
+
     cluster_domain: str = "svc.cluster.local"
     """RAYSHIP_CLUSTER_DOMAIN: DNS suffix of Services, for KubeRay head services."""
 
@@ -55,6 +72,11 @@ class OperatorSettings:
     liveness_endpoint: str = "http://0.0.0.0:8080/healthz"
     """RAYSHIP_LIVENESS_ENDPOINT: where kopf answers liveness probes (the chart's probes use it)."""
 
+    log_level: str = "INFO"
+    """RAYSHIP_LOG_LEVEL: the least severe records logged, a `logging` level name (DEBUG, INFO,
+    WARNING, ERROR). INFO shows what the operator did and why (each handler run, rollback and
+    write held back) without kopf's per-event DEBUG detail."""
+
     @classmethod
     def from_env(cls, environ: dict[str, str] | None = None) -> OperatorSettings:
         """Settings from environment variables (defaults where unset)."""
@@ -70,6 +92,10 @@ class OperatorSettings:
             reconcile_seconds=float(
                 env.get("RAYSHIP_RECONCILE_SECONDS", defaults.reconcile_seconds)
             ),
+            settle_seconds=float(env.get("RAYSHIP_SETTLE_SECONDS", defaults.settle_seconds)),
+            settle_poll_seconds=float(
+                env.get("RAYSHIP_SETTLE_POLL_SECONDS", defaults.settle_poll_seconds)
+            ),
             cluster_domain=env.get("RAYSHIP_CLUSTER_DOMAIN", defaults.cluster_domain),
             dashboard_port=int(env.get("RAYSHIP_KUBERAY_DASHBOARD_PORT", defaults.dashboard_port)),
             serve_port=int(env.get("RAYSHIP_KUBERAY_SERVE_PORT", defaults.serve_port)),
@@ -78,4 +104,5 @@ class OperatorSettings:
             namespaces=namespaces,
             peering=env.get("RAYSHIP_PEERING") or None,
             liveness_endpoint=env.get("RAYSHIP_LIVENESS_ENDPOINT", defaults.liveness_endpoint),
+            log_level=env.get("RAYSHIP_LOG_LEVEL", defaults.log_level),
         )

@@ -16,7 +16,7 @@ moving traffic never restarts a replica.
 from __future__ import annotations
 
 import logging
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
@@ -26,22 +26,28 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from ray import serve
-from rayship.spec import BatchingSpec, ModelSpec, StorageSpec, from_plain
+from rayship.contract import (
+    SERVER_DEPLOYMENT,
+    VERSION_DEPLOYMENT,
+    ServerUserConfig,
+    VersionArgs,
+    VersionUserConfig,
+    below_model,
+    split_model,
+    split_version,
+)
 from rayship.storage import ModelStore
 from rayship_predictors.dataplane import Reply, VersionDataPlane
 from rayship_predictors.errors import NotFound
-from rayship_predictors.http import RouteTable, find_handler, max_body_bytes, serve_http
+from rayship_predictors.http import RouteTable, find_handler, serve_http
 from rayship_predictors.runtimes.loader import load_runtime
-from rayship_predictors.traffic import TrafficTable, below_model, split_version
+from rayship_predictors.settings import PredictorSettings
+from rayship_predictors.traffic import TrafficTable
+from rayship_predictors.v2.codec import InferRequest
 
 logger = logging.getLogger(__name__)
 
-SERVER_NAME = "rayship"
-SERVER_VERSION = "0.1.0"
 EXTENSIONS = ["binary_tensor_data"]
-VERSION_DEPLOYMENT = "ModelVersion"
-
-Tensors = Mapping[str, np.ndarray]
 
 
 class VersionHandles:
@@ -60,9 +66,9 @@ class VersionHandles:
         """One request, answered by the version application `app`."""
         handle = self._handles.get(app)
         if handle is None:
-            handle = serve.get_deployment_handle(
-                VERSION_DEPLOYMENT, app_name=app, _check_exists=False
-            )
+            # Built directly, as Serve's own client does: asking the controller whether the
+            # application exists would block this replica's event loop on every new sibling.
+            handle = DeploymentHandle(VERSION_DEPLOYMENT, app)
             self._handles[app] = handle
         reply: Reply = await handle.route_request.remote(method, path, body, length)
         return reply
@@ -71,30 +77,19 @@ class VersionHandles:
 class ModelVersion:
     """One version of a model: fetched from storage and loaded once per replica."""
 
-    def __init__(
-        self,
-        *,
-        model_name: str,
-        version: str,
-        digest: str,
-        storage_uri: str,
-        model: dict[str, Any],
-        storage: dict[str, Any],
-        batching: dict[str, Any] | None,
-        use_gpu: bool,
-    ) -> None:
-        spec: ModelSpec = from_plain(ModelSpec, model)
-        store = ModelStore(from_plain(StorageSpec, storage))
-        local_dir: Path = store.fetch(storage_uri, version)
-        runtime = load_runtime(spec, local_dir, use_gpu)
-        self.plane = VersionDataPlane(model_name, version, runtime)
+    def __init__(self, args: VersionArgs) -> None:
+        model_name, version = args.model_name, args.version
+        local_dir: Path = ModelStore(args.storage).fetch(args.storage_uri, version)
+        runtime = load_runtime(args.runtime, local_dir, args.use_gpu, model_name=model_name)
+        settings = PredictorSettings.from_env()
+        self.plane = VersionDataPlane(model_name, version, runtime, settings.predict_threads)
         self.siblings = TrafficTable(model_name, {}, ())  # live versions; traffic unused here
         self.handles = VersionHandles()
-        self.body_limit = max_body_bytes()
-        self._run_batched: Callable[[Tensors], Awaitable[dict[str, np.ndarray]]] | None = None
+        self.body_limit = settings.max_request_bytes
+        self._run_batched: Callable[[InferRequest], Awaitable[dict[str, np.ndarray]]] | None = None
         self._triton_config = self.plane.triton_config()
-        if batching is not None:
-            options: BatchingSpec = from_plain(BatchingSpec, batching)
+        if args.batching is not None:
+            options = args.batching
             self._triton_config = self.plane.triton_config(
                 options.max_batch_size, options.batch_wait_timeout_ms
             )
@@ -108,12 +103,15 @@ class ModelVersion:
             "/config": {"GET": self._config},
             "/infer": {"POST": self._infer},
         }
-        logger.info("loaded %s version %s (%s) from %s", model_name, version, digest, local_dir)
+        logger.info(
+            "loaded %s version %s (%s) from %s", model_name, version, args.digest, local_dir
+        )
 
     def reconfigure(self, config: dict[str, Any]) -> None:
         """Take the model's live versions and their applications (Serve calls it on every
         user_config change)."""
-        self.siblings = TrafficTable.from_config(self.plane.model_name, config)
+        siblings = VersionUserConfig.from_dict(config).versions
+        self.siblings = TrafficTable(self.plane.model_name, siblings, ())
         self.handles.keep_only(set(self.siblings.versions.values()))
 
     async def __call__(self, request: Request) -> Response:
@@ -143,14 +141,14 @@ class ModelVersion:
     async def _infer(self, body: bytes, header_length: int | None) -> Reply:
         request = self.plane.decode(body, header_length)
         if self._run_batched is None:
-            outputs = self.plane.run(request.inputs)
+            outputs = await self.plane.run(request)
         else:
-            outputs = await self._run_batched(request.inputs)
+            outputs = await self._run_batched(request)
         return self.plane.encode(request, outputs)
 
-    async def _run_many(self, requests: list[Tensors]) -> list[dict[str, np.ndarray]]:
+    async def _run_many(self, requests: list[InferRequest]) -> list[dict[str, np.ndarray]]:
         """The body of dynamic batching: Serve's batch queue calls it with many requests."""
-        return self.plane.run_batch(requests)
+        return await self.plane.run_batch(requests)
 
 
 class ServerInfo:
@@ -163,7 +161,7 @@ class ServerInfo:
     def __init__(self) -> None:
         self.models: dict[str, TrafficTable] = {}
         self.handles = VersionHandles()
-        self.body_limit = max_body_bytes()
+        self.settings = PredictorSettings.from_env()
         self.routes: RouteTable = {
             "": {"GET": self._metadata},
             "/health/live": {"GET": self._live},
@@ -173,8 +171,8 @@ class ServerInfo:
     def reconfigure(self, config: dict[str, Any]) -> None:
         """Take every model's traffic table; called by Serve on each user_config change."""
         self.models = {
-            name: TrafficTable.from_config(name, table)
-            for name, table in config.get("models", {}).items()
+            name: TrafficTable.of(name, table)
+            for name, table in ServerUserConfig.from_dict(config).models.items()
         }
         self.handles.keep_only(
             {app for table in self.models.values() for app in table.versions.values()}
@@ -182,16 +180,17 @@ class ServerInfo:
 
     async def __call__(self, request: Request) -> Response:
         """HTTP entry for `/v2/...`."""
-        return await serve_http(request, self.route_request, self.body_limit)
+        return await serve_http(request, self.route_request, self.settings.max_request_bytes)
 
     async def route_request(self, method: str, path: str, body: bytes, length: int | None) -> Reply:
         """Server routes, or a model path that no version application owns."""
-        if path.startswith("/models/"):
-            name, _, rest = path[len("/models/") :].partition("/")
+        model_path = split_model(path)
+        if model_path is not None:
+            name, rest = model_path
             table = self.models.get(name)
             if table is None:
                 raise NotFound(f"model {name!r} not found")
-            return await self._forward(table, method, f"/{rest}" if rest else "", body, length)
+            return await self._forward(table, method, rest, body, length)
         return await find_handler(self.routes, method, path)(body, length)
 
     async def _forward(
@@ -206,7 +205,11 @@ class ServerInfo:
 
     async def _metadata(self, body: bytes, header_length: int | None) -> Reply:
         return Reply.json(
-            {"name": SERVER_NAME, "version": SERVER_VERSION, "extensions": EXTENSIONS}
+            {
+                "name": self.settings.server_name,
+                "version": self.settings.server_version,
+                "extensions": EXTENSIONS,
+            }
         )
 
     async def _live(self, body: bytes, header_length: int | None) -> Reply:
@@ -223,13 +226,13 @@ class ServerInfo:
 QUIET = {"enable_access_log": False}
 model_version = serve.deployment(ModelVersion, name=VERSION_DEPLOYMENT, logging_config=QUIET)
 server_info = serve.deployment(
-    ServerInfo, name="ServerInfo", max_ongoing_requests=1000, logging_config=QUIET
+    ServerInfo, name=SERVER_DEPLOYMENT, max_ongoing_requests=1000, logging_config=QUIET
 )
 
 
 def version_app(args: dict[str, Any]) -> Any:
-    """Builder for `<model>@<version>` applications."""
-    return model_version.bind(**args)
+    """Builder for `<model>@<version>` applications: Serve passes the config's `args`."""
+    return model_version.bind(VersionArgs.from_dict(args))
 
 
 def server_app(args: dict[str, Any]) -> Any:

@@ -4,19 +4,34 @@ Plain Python with no Ray in it: the Serve deployments in `app.py` are the transp
 and the tests drive it directly. Every client mistake becomes an `InferenceError` subclass with
 the status the V2 protocol gives it; a runtime exception becomes `ModelFailure` (500) naming
 the model and version, never a traceback.
+
+Decoding and encoding run on the caller's event loop; the runtime call never blocks it. A
+runtime with `infer_async` is awaited there; any other runs `infer` in this data plane's
+bounded thread pool, so one slow call leaves the loop free to take and answer other requests.
 """
 
 from __future__ import annotations
 
+import asyncio
+import copy
 import logging
-from collections.abc import Mapping
-from dataclasses import dataclass
+from collections.abc import Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, replace
 
 import numpy as np
 
 from rayship_predictors import batching
 from rayship_predictors.errors import BadRequest, InferenceError, ModelFailure
-from rayship_predictors.runtimes.base import Runtime, TensorSpec
+from rayship_predictors.runtimes.base import (
+    REQUIRED,
+    AsyncInfer,
+    DeclaresParameters,
+    Parameters,
+    ParameterSpec,
+    Runtime,
+    TensorSpec,
+)
 from rayship_predictors.v2 import codec
 
 logger = logging.getLogger(__name__)
@@ -62,44 +77,89 @@ def triton_type(datatype: str) -> str:
     return "TYPE_STRING" if datatype == "BYTES" else f"TYPE_{datatype}"
 
 
-def check_inputs(model: str, specs: list[TensorSpec], request: codec.InferRequest) -> None:
-    """Refuse inputs the model does not take, missing inputs, wrong datatypes and shapes."""
+def check_inputs(
+    model: str, specs: list[TensorSpec], request: codec.InferRequest
+) -> dict[str, np.ndarray]:
+    """The request's inputs with defaults for optional ones left out; refuse unknown or missing
+    inputs, wrong datatypes and shapes."""
     expected = {spec.name: spec for spec in specs}
     for name in request.inputs:
         if name not in expected:
             raise BadRequest(
                 f"unknown input {name!r} for model {model!r}; it takes {sorted(expected)}"
             )
+    inputs = dict(request.inputs)
     for name, spec in expected.items():
         if name not in request.inputs:
-            raise BadRequest(f"input {name!r} of model {model!r} is missing")
+            if not spec.optional:
+                raise BadRequest(f"input {name!r} of model {model!r} is missing")
+            if spec.default is not None:
+                inputs[name] = np.asarray(spec.default)
+            continue
         datatype = request.input_datatypes[name]
         if datatype != spec.datatype:
             raise BadRequest(
                 f"input {name!r}: datatype {datatype} given, model takes {spec.datatype}"
             )
         shape = request.inputs[name].shape
-        if spec.shape and not _shape_fits(shape, spec.shape):
+        if not spec.accepts(shape):
             raise BadRequest(
                 f"input {name!r}: shape {list(shape)} does not fit the model's {list(spec.shape)}"
             )
+    return inputs
 
 
-def _shape_fits(shape: tuple[int, ...], declared: tuple[int, ...]) -> bool:
-    """True when `shape` has the declared rank and every fixed dimension matches."""
-    return len(shape) == len(declared) and all(
-        want in (-1, got) for got, want in zip(shape, declared, strict=True)
+def check_parameters(
+    specs: Sequence[ParameterSpec], given: Mapping[str, codec.JSON]
+) -> dict[str, codec.JSON]:
+    """`given` with declared parameters type-checked and defaulted; others pass untouched.
+
+    Defaults are copied per request, so a predictor changing a list default changes only its own.
+    """
+    checked = dict(given)
+    for spec in specs:
+        if spec.name in given:
+            checked[spec.name] = spec.parse(given[spec.name])
+        elif spec.default is REQUIRED:
+            raise BadRequest(f"parameter {spec.name!r} is required")
+        else:
+            checked[spec.name] = copy.deepcopy(spec.default)
+    return checked
+
+
+def _parameters_of(request: codec.InferRequest) -> Parameters:
+    """What a runtime's `infer` gets as `parameters` for `request`."""
+    return Parameters(request.parameters, request.input_parameters)
+
+
+def _same_call(a: codec.InferRequest, b: codec.InferRequest) -> bool:
+    """Whether two requests can share one runtime call: stackable inputs, equal parameters."""
+    return (
+        batching.batch_key(a.inputs) == batching.batch_key(b.inputs)
+        and a.parameters == b.parameters
+        and a.input_parameters == b.input_parameters
     )
 
 
 class VersionDataPlane:
-    """Decode -> validate -> infer -> encode for one loaded version of a model."""
+    """Decode -> validate -> infer -> encode for one loaded version of a model.
 
-    def __init__(self, model_name: str, version: str, runtime: Runtime) -> None:
+    `threads` sizes the pool that synchronous `infer` calls run in (`PredictorSettings.
+    predict_threads`); 0 runs them on the event loop itself.
+    """
+
+    def __init__(self, model_name: str, version: str, runtime: Runtime, threads: int) -> None:
         self.model_name = model_name
         self.version = version
         self.runtime = runtime
         self._output_names = {spec.name for spec in runtime.outputs}
+        self._parameters = runtime.parameters if isinstance(runtime, DeclaresParameters) else ()
+        self._infer_async = runtime.infer_async if isinstance(runtime, AsyncInfer) else None
+        self._pool = (
+            ThreadPoolExecutor(threads, thread_name_prefix=f"predict-{model_name}")
+            if threads
+            else None
+        )
 
     def metadata(self) -> dict[str, object]:
         """V2 model metadata for this version."""
@@ -119,13 +179,21 @@ class VersionDataPlane:
         Triton's clients (perf_analyzer, `get_model_config`) read it before they infer. With
         dynamic batching on, `max_batch_size` is the batch limit and `dims` leave out the first
         (batch) dimension, as Triton's do; otherwise `max_batch_size` is 0 and `dims` are the
-        full shapes, -1 marking variable dimensions.
+        full shapes, -1 marking variable dimensions. Optional inputs say `optional: true`, as in
+        Triton's ModelInput (left out when false, as protobuf's JSON leaves out defaults).
         """
         batched = max_batch_size > 0
 
         def tensor(spec: TensorSpec) -> dict[str, object]:
             dims = list(spec.shape[1:] if batched else spec.shape)
-            return {"name": spec.name, "data_type": triton_type(spec.datatype), "dims": dims}
+            config: dict[str, object] = {
+                "name": spec.name,
+                "data_type": triton_type(spec.datatype),
+                "dims": dims,
+            }
+            if spec.optional:
+                config["optional"] = True
+            return config
 
         config: dict[str, object] = {
             "name": self.model_name,
@@ -143,21 +211,48 @@ class VersionDataPlane:
         return config
 
     def decode(self, body: bytes, header_length: int | None) -> codec.InferRequest:
-        """A decoded request, checked against the model's inputs and outputs."""
+        """A decoded request, checked against the model's inputs, outputs and parameters, with
+        defaults for the optional inputs and declared parameters it left out."""
         request = codec.decode_request(body, header_length)
-        check_inputs(self.model_name, self.runtime.inputs, request)
+        inputs = check_inputs(self.model_name, self.runtime.inputs, request)
         for output in request.outputs or ():
             if output.name not in self._output_names:
                 raise BadRequest(
                     f"unknown output {output.name!r} for model {self.model_name!r}; "
                     f"it has {sorted(self._output_names)}"
                 )
-        return request
+        parameters = check_parameters(self._parameters, request.parameters)
+        return replace(request, inputs=inputs, parameters=parameters)
 
-    def run(self, inputs: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
-        """The runtime's outputs; any exception it raises becomes a ModelFailure."""
+    async def run(self, request: codec.InferRequest) -> dict[str, np.ndarray]:
+        """The runtime's outputs for one decoded request."""
+        return await self._call(request.inputs, _parameters_of(request))
+
+    async def run_batch(self, requests: list[codec.InferRequest]) -> list[dict[str, np.ndarray]]:
+        """Outputs for several requests: one runtime call when their inputs stack and their
+        parameters agree, else a call each, running side by side."""
+        first = requests[0]
+        if len(requests) > 1 and all(_same_call(first, other) for other in requests[1:]):
+            try:
+                stacked, sizes = batching.stack([request.inputs for request in requests])
+            except ValueError:
+                pass  # no shared batch dimension: fall through to a call each
+            else:
+                return batching.split(await self._call(stacked, _parameters_of(first)), sizes)
+        return list(await asyncio.gather(*(self.run(request) for request in requests)))
+
+    async def _call(
+        self, inputs: Mapping[str, np.ndarray], parameters: Parameters
+    ) -> dict[str, np.ndarray]:
+        """One runtime call, off the event loop; any exception but an InferenceError becomes a
+        ModelFailure."""
         try:
-            return self.runtime.infer(inputs)
+            if self._infer_async is not None:
+                return await self._infer_async(inputs, parameters)
+            if self._pool is None:
+                return self.runtime.infer(inputs, parameters)
+            loop = asyncio.get_running_loop()
+            return await loop.run_in_executor(self._pool, self.runtime.infer, inputs, parameters)
         except InferenceError:
             raise
         except Exception as error:
@@ -166,16 +261,6 @@ class VersionDataPlane:
                 f"model {self.model_name!r} version {self.version!r} failed: "
                 f"{type(error).__name__}: {error}"
             ) from None
-
-    def run_batch(self, requests: list[Mapping[str, np.ndarray]]) -> list[dict[str, np.ndarray]]:
-        """Outputs for several requests, stacked into one runtime call where shapes allow."""
-        if len(requests) > 1 and len({batching.batch_key(inputs) for inputs in requests}) == 1:
-            try:
-                stacked, sizes = batching.stack(requests)
-            except ValueError:
-                return [self.run(inputs) for inputs in requests]
-            return batching.split(self.run(stacked), sizes)
-        return [self.run(inputs) for inputs in requests]
 
     def encode(self, request: codec.InferRequest, outputs: Mapping[str, np.ndarray]) -> Reply:
         """The V2 response for `request`'s outputs."""
@@ -189,7 +274,7 @@ class VersionDataPlane:
         )
         return Reply(200, body, header_length)
 
-    def infer(self, body: bytes, header_length: int | None) -> Reply:
+    async def infer(self, body: bytes, header_length: int | None) -> Reply:
         """One request end to end, without batching."""
         request = self.decode(body, header_length)
-        return self.encode(request, self.run(request.inputs))
+        return self.encode(request, await self.run(request))

@@ -1,14 +1,14 @@
 """HTTP details of the V2 REST transport, kept apart from the data plane.
 
 Each Serve deployment declares its routes as a table (relative path -> method -> handler) and
-hands every request to `serve_http`, which reads the body under a size limit, parses the
-binary-extension header, dispatches, and turns any failure into a V2 error body.
+hands every request to `serve_http`, which reads the body under a size limit (the deployment's
+`PredictorSettings.max_request_bytes`, passed in), parses the binary-extension header,
+dispatches, and turns any failure into a V2 error body.
 """
 
 from __future__ import annotations
 
 import logging
-import os
 from collections.abc import Awaitable, Callable, Mapping
 
 from starlette.requests import Request
@@ -20,7 +20,6 @@ from rayship_predictors.errors import BadRequest, InferenceError, NotFound
 logger = logging.getLogger(__name__)
 
 HEADER_LENGTH = "inference-header-content-length"
-DEFAULT_MAX_BODY_BYTES = 64 * 2**20
 
 Handler = Callable[[bytes, int | None], Awaitable[Reply]]
 RouteTable = Mapping[str, Mapping[str, Handler]]
@@ -30,14 +29,6 @@ class PayloadTooLarge(InferenceError):
     """The body is larger than RAYSHIP_MAX_REQUEST_BYTES (413)."""
 
     status = 413
-
-
-def max_body_bytes() -> int:
-    """The request size limit: $RAYSHIP_MAX_REQUEST_BYTES, else 64 MiB.
-
-    Read when a deployment starts (not at import), so a replica's runtime_env decides it.
-    """
-    return int(os.environ.get("RAYSHIP_MAX_REQUEST_BYTES", DEFAULT_MAX_BODY_BYTES))
 
 
 def relative_path(request: Request) -> str:

@@ -1,7 +1,8 @@
-"""Where a model request goes: path rules and the traffic table of live versions and shares.
+"""Where a model request goes: the traffic table of a model's live versions and shares.
 
-Pure and Ray-free, so the rules are unit-tested directly; the deployments in `app.py` own the
-handles that carry requests to the versions picked here.
+Pure and Ray-free, so the rules are unit-tested directly; the path grammar lives in
+`rayship.contract`, and the deployments in `app.py` own the handles that carry requests to the
+versions picked here.
 """
 
 from __future__ import annotations
@@ -9,28 +10,9 @@ from __future__ import annotations
 import random
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any
 
+from rayship.contract import ModelTable
 from rayship_predictors.errors import NotFound, NotReady
-
-VERSIONS = "/versions/"
-
-
-def below_model(model_name: str, path: str) -> str:
-    """The path below `/v2/models/<m>`: a version reached with no route prefix (see
-    `rayship.serveconfig`) sees the whole URL path; one routed at the model URL, the rest."""
-    prefix = f"/v2/models/{model_name}"
-    if path == prefix or path.startswith(prefix + "/"):
-        return path[len(prefix) :]
-    return path
-
-
-def split_version(path: str) -> tuple[str | None, str]:
-    """`/versions/<v>/infer` -> (v, `/infer`); a path naming no version -> (None, path)."""
-    if not path.startswith(VERSIONS):
-        return None, path
-    version, slash, rest = path[len(VERSIONS) :].partition("/")
-    return version, slash + rest
 
 
 @dataclass(frozen=True)
@@ -42,14 +24,10 @@ class TrafficTable:
     traffic: tuple[tuple[str, int], ...]
 
     @classmethod
-    def from_config(cls, model_name: str, config: Mapping[str, Any]) -> TrafficTable:
-        """Read `serveconfig.model_table`'s output; versions without a share are dropped."""
-        shares = tuple(
-            (str(version), int(percent))
-            for version, percent in config.get("traffic", [])
-            if int(percent) > 0
-        )
-        return cls(model_name, dict(config.get("versions", {})), shares)
+    def of(cls, model_name: str, table: ModelTable) -> TrafficTable:
+        """The table a model's `ModelTable` describes; versions without a share are dropped."""
+        shares = tuple((version, percent) for version, percent in table.traffic if percent > 0)
+        return cls(model_name, dict(table.versions), shares)
 
     def app_of(self, version: str) -> str:
         """The application serving a live version; 404 for any other version."""

@@ -7,8 +7,10 @@ traceback to understand it.
 
 from __future__ import annotations
 
+from rayship.errors import RayshipError
 
-class StorageError(Exception):
+
+class StorageError(RayshipError):
     """A model store refused or failed a request; the message names the URI."""
 
     def __init__(self, uri: str, message: str) -> None:

@@ -9,6 +9,8 @@ Names starting with a dot are refused as versions because the cache keeps its ow
 
 from __future__ import annotations
 
+from rayship.errors import InvalidSpec
+
 LATEST = "latest"
 """The version that means "resolve it", and the name of the pointer object at a model prefix."""
 
@@ -33,7 +35,7 @@ def is_version_name(name: str) -> bool:
 def check_version_name(version: str, uri: str) -> None:
     """Refuse a version name that cannot be a version folder, naming the model URI."""
     if not is_version_name(version):
-        raise ValueError(
+        raise InvalidSpec(
             f"invalid version {version!r} for {uri}: a version is one folder name "
             f"(not empty, '.', '..', hidden, '{LATEST}', nor containing '/')"
         )

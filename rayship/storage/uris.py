@@ -2,7 +2,7 @@
 
 A model URI names the prefix (folder) whose sub-folders are the versions. Every part of an S3
 URI becomes a folder of the local cache, so each part is checked to be a safe path component
-here, and anything else is a `ValueError` that quotes the URI.
+here, and anything else is an `InvalidSpec` error that quotes the URI.
 """
 
 from __future__ import annotations
@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import unquote, urlsplit
 
+from rayship.errors import InvalidSpec
 from rayship.storage.names import is_safe_component
 
 _EXPECTED = "expected s3://bucket/prefix or file:///absolute/path"
@@ -46,7 +47,7 @@ def parse_model_uri(uri: str) -> S3Location | Path:
         return _parse_s3(uri, rest)
     if scheme.lower() == "file":
         return _parse_file(uri)
-    raise ValueError(f"unsupported model URI {uri!r}: {_EXPECTED}")
+    raise InvalidSpec(f"unsupported model URI {uri!r}: {_EXPECTED}")
 
 
 def _parse_s3(uri: str, rest: str) -> S3Location:
@@ -55,7 +56,7 @@ def _parse_s3(uri: str, rest: str) -> S3Location:
     segments = key.split("/") if key else []
     bucket_ok = is_safe_component(bucket) and not bucket.startswith(".")
     if not bucket_ok or not all(map(is_safe_component, segments)):
-        raise ValueError(
+        raise InvalidSpec(
             f"invalid S3 model URI {uri!r}: the bucket and each prefix segment must be "
             f"non-empty and neither '.' nor '..' ({_EXPECTED})"
         )
@@ -66,7 +67,7 @@ def _parse_file(uri: str) -> Path:
     parts = urlsplit(uri)
     path = unquote(parts.path)
     if parts.netloc not in ("", "localhost") or not path.startswith("/"):
-        raise ValueError(f"invalid file model URI {uri!r}: {_EXPECTED}")
+        raise InvalidSpec(f"invalid file model URI {uri!r}: {_EXPECTED}")
     if parts.query or parts.fragment:
-        raise ValueError(f"invalid file model URI {uri!r}: no query or fragment allowed")
+        raise InvalidSpec(f"invalid file model URI {uri!r}: no query or fragment allowed")
     return Path(path)

@@ -4,8 +4,11 @@ from __future__ import annotations
 
 import base64
 import json
+import subprocess
+import sys
 import time
 from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -18,6 +21,7 @@ from rayship.local import free_port
 from support.operator_process import OperatorProcess, run_operator
 from support.ray_cluster import ServeCluster
 from support.s3 import S3Server
+from support.traffic import StatusWatcher, SteadyLoad, settled
 
 __all__ = ["control_plane", "kube_tools", "kubeconfig", "namespace"]
 
@@ -41,6 +45,48 @@ class Stack:
     def apply(self, manifest: dict[str, Any]) -> None:
         """kubectl apply a manifest given as a dict."""
         self.kubectl("apply", "-f", "-", input=json.dumps(manifest))
+
+    def patch(self, name: str, spec: dict[str, Any]) -> None:
+        """Merge-patch a ModelDeployment's spec (`null` removes a field), as a user would."""
+        self.kubectl("patch", "md", name, "--type=merge", "-p", json.dumps({"spec": spec}))
+
+    def rayship(self, *args: str, kubeconfig: Path | None = None) -> tuple[int, str]:
+        """`rayship ARGS` as a user runs it: a subprocess with the control plane's kubeconfig
+        unless another is given. Returns the exit status and stdout followed by stderr."""
+        env = self.plane.env()
+        if kubeconfig is not None:
+            env["KUBECONFIG"] = str(kubeconfig)
+        done = subprocess.run(
+            [sys.executable, "-P", "-m", "rayship.cli", *args],
+            env=env,
+            capture_output=True,
+            text=True,
+            check=False,
+        )
+        return done.returncode, done.stdout + done.stderr
+
+    def watch_status(self, name: str) -> StatusWatcher:
+        """A sampler of the ModelDeployment's Ready condition (enter it to start sampling)."""
+        return StatusWatcher(self.plane.kubeconfig, self.namespace, name)
+
+    def move_traffic(
+        self,
+        name: str,
+        load: SteadyLoad,
+        spec: dict[str, Any],
+        versions: set[str],
+        timeout_s: float,
+        **status: Any,
+    ) -> float:
+        """Patch the spec, wait until `load`'s answers come from exactly `versions` and the
+        operator reports the new generation Ready with `status`'s fields; return the seconds
+        from the patch (kubectl's own start included) until the traffic moved."""
+        since = time.monotonic()
+        self.patch(name, spec)
+        moved = load.wait_moved(since, versions, timeout_s)
+        generation = int(self.get(name)["metadata"]["generation"])
+        self.wait_for(name, settled(generation, **status), timeout_s)
+        return moved - since
 
     def get(self, name: str) -> dict[str, Any]:
         """The ModelDeployment as the API server has it."""
@@ -95,6 +141,35 @@ def _secret(namespace: str) -> dict[str, Any]:
     }
 
 
+@contextmanager
+def open_stack(  # noqa: PLR0917 - the parts of a Stack, in its order
+    plane: ControlPlane,
+    namespace: str,
+    serve: ServeCluster,
+    s3: S3Server,
+    models: Path,
+    operator_log: Path,
+) -> Iterator[Stack]:
+    """An S3 Secret in `namespace` and an operator watching only it, for the block's duration.
+
+    The `stack` fixture's body, also used by bench/operator_bench.py to time the same parts.
+    """
+    plane.kubectl("apply", "-f", "-", input=json.dumps(_secret(namespace)))
+    env = plane.env()
+    env.update(
+        {
+            "RAYSHIP_RAY_DASHBOARD": serve.dashboard.address,
+            "RAYSHIP_SERVE_URL": serve.url,
+            "RAYSHIP_SERVE_HTTP_HOST": serve.http.host,
+            "RAYSHIP_RECONCILE_SECONDS": "1",
+            "RAYSHIP_NAMESPACES": namespace,
+            "RAYSHIP_LIVENESS_ENDPOINT": f"http://127.0.0.1:{free_port()}/healthz",
+        }
+    )
+    with run_operator(env, operator_log) as operator:
+        yield Stack(plane, operator, serve, s3, namespace, models)
+
+
 @pytest.fixture
 def stack(  # noqa: PLR0917 - pytest injects fixtures positionally
     control_plane: ControlPlane,
@@ -105,17 +180,12 @@ def stack(  # noqa: PLR0917 - pytest injects fixtures positionally
     tmp_path: Path,
 ) -> Iterator[Stack]:
     """A namespace with an S3 Secret and an operator watching only it."""
-    control_plane.kubectl("apply", "-f", "-", input=json.dumps(_secret(namespace)))
-    env = control_plane.env()
-    env.update(
-        {
-            "RAYSHIP_RAY_DASHBOARD": serve_cluster.dashboard.address,
-            "RAYSHIP_SERVE_URL": serve_cluster.url,
-            "RAYSHIP_SERVE_HTTP_HOST": serve_cluster.http.host,
-            "RAYSHIP_RECONCILE_SECONDS": "1",
-            "RAYSHIP_NAMESPACES": namespace,
-            "RAYSHIP_LIVENESS_ENDPOINT": f"http://127.0.0.1:{free_port()}/healthz",
-        }
-    )
-    with run_operator(env, tmp_path / "operator.log") as operator:
-        yield Stack(control_plane, operator, serve_cluster, s3_server, namespace, example_models)
+    with open_stack(
+        control_plane,
+        namespace,
+        serve_cluster,
+        s3_server,
+        example_models,
+        tmp_path / "operator.log",
+    ) as stack:
+        yield stack

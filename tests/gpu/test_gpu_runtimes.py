@@ -10,11 +10,11 @@ from typing import Any
 import numpy as np
 import pytest
 
-from rayship.spec import ModelSpec, PytorchOptions, TensorDecl
+from rayship.spec import PytorchOptions, RuntimeSpec, TensorDecl
 from rayship_predictors.runtimes.loader import load_runtime
 from rayship_predictors.runtimes.onnx import OnnxRuntime
 from rayship_predictors.runtimes.pytorch import PytorchRuntime
-from support.models import load_examples_builder
+from support.models import build_models
 
 pytestmark = pytest.mark.gpu
 
@@ -22,9 +22,6 @@ IRIS_TENSORS: dict[str, Any] = {
     "inputs": (TensorDecl("input", "FP32", (-1, 4)),),
     "outputs": (TensorDecl("probabilities", "FP32", (-1, 3)), TensorDecl("label", "INT64", (-1,))),
 }
-
-
-build_models = load_examples_builder()
 
 
 def iris_batch() -> np.ndarray:
@@ -43,14 +40,15 @@ def test_onnx_on_cuda_equals_cpu(tmp_path: Path) -> None:
     if "CUDAExecutionProvider" not in onnxruntime.get_available_providers():
         pytest.skip("this onnxruntime has no CUDAExecutionProvider (needs onnxruntime-gpu)")
     folder = build_models.build_iris_onnx(tmp_path) / "2"
-    model = ModelSpec(format="onnx", storage_uri="file:models/iris-onnx")
+    model = RuntimeSpec(format="onnx")
 
     gpu = load_runtime(model, folder, use_gpu=True)
     cpu = load_runtime(model, folder, use_gpu=False)
 
     assert isinstance(gpu, OnnxRuntime)
     assert gpu.providers[0] == "CUDAExecutionProvider"
-    assert_same_answers(cpu.infer({"input": iris_batch()}), gpu.infer({"input": iris_batch()}))
+    batch = {"input": iris_batch()}
+    assert_same_answers(cpu.infer(batch, {}), gpu.infer(batch, {}))
 
 
 @pytest.mark.parametrize("artifact", ["state_dict", "torchscript"])
@@ -64,11 +62,12 @@ def test_pytorch_on_cuda_equals_cpu(tmp_path: Path, artifact: str) -> None:
     else:
         folder = build_models.build_iris_torchscript(tmp_path) / "1"
         options = PytorchOptions()
-    model = ModelSpec(format="pytorch", storage_uri="file:x", pytorch=options, **IRIS_TENSORS)
+    model = RuntimeSpec(format="pytorch", pytorch=options, **IRIS_TENSORS)
 
     gpu = load_runtime(model, folder, use_gpu=True)
     cpu = load_runtime(model, folder, use_gpu=False)
 
     assert isinstance(gpu, PytorchRuntime)
     assert gpu.device.type == "cuda"
-    assert_same_answers(cpu.infer({"input": iris_batch()}), gpu.infer({"input": iris_batch()}))
+    batch = {"input": iris_batch()}
+    assert_same_answers(cpu.infer(batch, {}), gpu.infer(batch, {}))

@@ -190,6 +190,8 @@ def test_every_operator_setting_is_a_chart_value(control_plane: ControlPlane) ->
         "--set", "ray.kuberayDashboardPort=9265",
         "--set", "ray.kuberayServePort=9000",
         "--set-json", "operator.reconcileSeconds=2.5",
+        "--set-json", "operator.settleSeconds=12",
+        "--set-json", "operator.settlePollSeconds=0.5",
         "--set", "operator.clusterDomain=cluster.example",
         "--set", "operator.watchNamespaces={team-a,team-b}",
         "--set", "operator.peering=rayship",
@@ -204,12 +206,14 @@ def test_every_operator_setting_is_a_chart_value(control_plane: ControlPlane) ->
         )
     )
     assert read  # the settings module names its variables
-    assert read | {"RAYSHIP_LOG_LEVEL"} == {name for name in env if name.startswith("RAYSHIP_")}
+    assert read == {name for name in env if name.startswith("RAYSHIP_")}
     assert OperatorSettings.from_env(env) == OperatorSettings(
         default_dashboard="http://ray.example:8265",
         default_serve_url="http://ray.example:8000",
         serve_http_host="127.0.0.1",
         reconcile_seconds=2.5,
+        settle_seconds=12.0,
+        settle_poll_seconds=0.5,
         cluster_domain="cluster.example",
         dashboard_port=9265,
         serve_port=9000,
@@ -217,8 +221,8 @@ def test_every_operator_setting_is_a_chart_value(control_plane: ControlPlane) ->
         s3_region="eu-west-1",
         namespaces=("team-a", "team-b"),
         peering="rayship",
+        log_level="DEBUG",
     )
-    assert env["RAYSHIP_LOG_LEVEL"] == "DEBUG"
     # defaults: no default cluster, no S3 overrides, cluster-wide, standalone
     defaults = OperatorSettings.from_env(container_env(one(render(control_plane), "Deployment")))
     assert (defaults.namespaces, defaults.peering, defaults.s3_endpoint) == ((), None, None)
@@ -403,7 +407,7 @@ def test_install_upgrade_uninstall(clean_plane: ControlPlane) -> None:
     assert (
         "kubectl -n rayship-system rollout status deployment/rayship-operator" in out.stdout
     )  # NOTES
-    plane.kubectl("wait", "--for=condition=Established", "crd/modeldeployments.serving.rayship.io")
+    plane.wait_established(["modeldeployments.serving.rayship.io"])
     assert get_json(plane, "crd", "modeldeployments.serving.rayship.io")["spec"]["names"][
         "shortNames"
     ] == ["md"]

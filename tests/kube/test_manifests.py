@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import os
 import subprocess
+import typing
 from pathlib import Path
 from typing import Any
 
@@ -14,6 +15,7 @@ import yaml
 
 from controlplane.cluster import ControlPlane, Tools
 from rayship.manifest import load_file
+from rayship.spec import ModelFormat
 
 pytestmark = pytest.mark.kube
 
@@ -57,7 +59,7 @@ def test_examples_cover_every_runtime_and_validate_locally() -> None:
         assert md.name == path.stem
         assert md.spec.model.storage_uri.startswith("s3://"), path
         formats.add(md.spec.model.format)
-    assert formats == {"onnx", "pytorch", "python"}
+    assert formats == set(typing.get_args(ModelFormat))
 
 
 def get(plane: ControlPlane, *args: str) -> dict[str, Any]:
@@ -70,7 +72,7 @@ def test_kubectl_apply_manifests_then_examples(control_plane: ControlPlane, name
     out = plane.kubectl("apply", "-f", str(MANIFESTS)).stdout
     assert "namespace/rayship-system" in out
     assert "deployment.apps/rayship-operator" in out
-    plane.kubectl("wait", "--for=condition=Established", "crd/modeldeployments.serving.rayship.io")
+    plane.wait_established(["modeldeployments.serving.rayship.io"])
     deployment = get(plane, "deployment", "rayship-operator", "-n", "rayship-system")
     assert deployment["spec"]["template"]["spec"]["serviceAccountName"] == "rayship-operator"
     binding = get(plane, "clusterrolebinding", "rayship-operator")

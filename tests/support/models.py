@@ -1,16 +1,20 @@
 """Model folders built for tests (no downloads): the examples' builders plus test-only models.
 
-The example builders live in examples/build_models.py, which is a script, not a package, so it
-is imported by file path; putting the repository root on sys.path would shadow the standard
-library's `operator` module with the repo's operator/ folder.
+The example builders live in examples/build_models.py, a script, not a package: examples/ goes
+on sys.path and tests use it as `support.models.build_models`. Never the repository root: its
+operator/ folder would shadow the standard library's `operator` module.
 """
 
 from __future__ import annotations
 
-import importlib.util
+import json
+import sys
 import textwrap
+import time
+import urllib.error
+import urllib.request
 from pathlib import Path
-from types import ModuleType
+from typing import Any
 
 import pytest
 
@@ -18,7 +22,8 @@ from rayship import manifest
 from rayship.serveconfig import LiveVersion, ModelRouting
 from rayship.storage import ModelStore
 
-REPO = Path(__file__).resolve().parents[2]
+sys.path.append(str(Path(__file__).resolve().parents[2] / "examples"))
+import build_models
 
 V2_DATATYPES = (
     "BOOL", "UINT8", "UINT16", "UINT32", "UINT64", "INT8", "INT16", "INT32", "INT64",
@@ -73,16 +78,59 @@ class BatchProbe(Predictor):
 '''
 
 
-def load_examples_builder() -> ModuleType:
-    """examples/build_models.py as a module."""
-    spec = importlib.util.spec_from_file_location(
-        "rayship_example_models", REPO / "examples" / "build_models.py"
-    )
-    assert spec is not None
-    assert spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+ENVIRONMENT_REQUIREMENT = "pyjokes==0.8.3"  # pure Python, tiny, absent from the test environment
+
+ENVIRONMENT_PREDICTOR = '''
+import json
+import os
+from importlib.metadata import version
+
+import numpy as np
+import pyjokes
+
+from rayship_predictors.sdk import Predictor, Tensor
+
+
+class Reporter(Predictor):
+    """Answers with what spec.runtimeEnv gave it: pyjokes, which only its `pip` installs,
+    and the variables named in `names`."""
+
+    inputs = (Tensor("names", "BYTES", (-1,)),)
+    outputs = (Tensor("report", "BYTES", (-1,)),)
+
+    def predict(self, inputs):
+        report = {"pyjokes": version("pyjokes"), "joke": bool(pyjokes.get_joke())}
+        report.update({n.decode(): os.environ.get(n.decode()) for n in inputs["names"]})
+        return {"report": np.array([json.dumps(report).encode()], dtype=object)}
+'''
+
+
+def environment_report(
+    base_url: str, model: str, names: list[str], timeout_s: float = 60
+) -> dict[str, Any]:
+    """Ask an `ENVIRONMENT_PREDICTOR` model for pyjokes' version and the variables `names`.
+
+    Asked again until it answers or `timeout_s` passes: the ingress may route a new
+    application a moment after Serve reports it running.
+    """
+    body = {"inputs": [{"name": "names", "datatype": "BYTES", "shape": [len(names)],
+                        "data": names}]}  # fmt: skip
+    url = f"{base_url}/v2/models/{model}/infer"
+    deadline = time.monotonic() + timeout_s
+    while True:
+        try:
+            with urllib.request.urlopen(url, json.dumps(body).encode(), timeout=30) as response:
+                answer = json.loads(response.read())
+            break
+        except urllib.error.HTTPError as error:
+            failure = f"{model}: {error}: {error.read().decode()}"
+        except OSError as error:
+            failure = f"{model}: {error}"
+        if time.monotonic() > deadline:
+            raise AssertionError(failure)
+        time.sleep(0.5)
+    report: dict[str, Any] = json.loads(answer["outputs"][0]["data"][0])
+    return report
 
 
 def python_model(root: Path, name: str, source: str, module: str = "predictor") -> Path:
@@ -127,7 +175,7 @@ def route(
 def example_models(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """Every example model, built once per session into a temporary folder."""
     root = tmp_path_factory.mktemp("example-models")
-    load_examples_builder().build_all(root)
+    build_models.build_all(root)
     return root
 
 

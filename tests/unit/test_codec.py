@@ -195,6 +195,46 @@ def test_tritonclient_without_outputs_asks_for_all_outputs_in_binary() -> None:
     assert request.id is None
 
 
+def test_custom_parameters_from_tritonclient_arrive_as_sent() -> None:
+    custom = {"top_k": 3, "scale": 0.5, "tags": ["a", {"b": None}], "greedy": True}
+    given = triton_http.InferInput("x", [2, 3], "FP32")
+    given.set_data_from_numpy(SAMPLES["FP32"], binary_data=True)
+    body, header_length = triton_http.InferenceServerClient.generate_request_body(
+        [given], parameters=custom, priority=2
+    )
+
+    request = codec.decode_request(body, header_length)
+
+    assert request.parameters == {**custom, "priority": 2}
+    assert request.binary_output is True  # tritonclient's own, consumed here
+    assert request.input_parameters == {}  # binary_data_size was the input's only parameter
+
+
+def test_input_parameters_are_kept_per_input_less_binary_framing() -> None:
+    document = {
+        "parameters": {"binary_data_output": True, "note": "kept"},
+        "inputs": [
+            {"name": "a", "datatype": "FP32", "shape": [2], "data": [1, 2],
+             "parameters": {"unit": "cm", "scale": [1, 2]}},
+            {"name": "b", "datatype": "FP32", "shape": [2],
+             "parameters": {"binary_data_size": 8, "unit": "mm"}},
+            {"name": "c", "datatype": "FP32", "shape": [2],
+             "parameters": {"binary_data_size": 8}},
+            {"name": "d", "datatype": "FP32", "shape": [2], "data": [5, 6], "parameters": {}},
+        ],
+    }  # fmt: skip
+
+    request = codec.decode_request(*raw(document, FP32_PAIR * 2))
+
+    assert request.parameters == {"note": "kept"}
+    assert request.binary_output is True
+    assert request.input_parameters == {
+        "a": {"unit": "cm", "scale": [1, 2]},
+        "b": {"unit": "mm"},
+    }
+    assert request.inputs["c"].tolist() == [1, 2]
+
+
 @pytest.mark.parametrize(
     ("outputs", "expected"),
     [

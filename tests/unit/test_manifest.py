@@ -10,7 +10,9 @@ from typing import Any
 import pytest
 
 from rayship import manifest, spec
+from rayship.errors import InvalidSpec
 from rayship.spec import ModelDeploymentSpec
+from rayship.storage.uris import parse_model_uri
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -46,7 +48,7 @@ def test_full_spec_is_typed() -> None:
             model={
                 "name": "iris-net",
                 "format": "pytorch",
-                "storageUri": "file:models/iris",
+                "storageUri": "file:///srv/models/iris",
                 "version": "3",
                 "pytorch": {"modelClass": "net:Iris", "initArgs": {"hidden": 8}},
                 "inputs": [{"name": "x", "datatype": "FP32", "shape": [-1, 4]}],
@@ -97,6 +99,138 @@ def test_invalid_documents_name_the_field(fields: dict[str, Any], named: str) ->
     assert named in str(refused.value)
 
 
+def onnx_at(uri: str) -> dict[str, Any]:
+    return {"model": {"format": "onnx", "storageUri": uri}}
+
+
+@pytest.mark.parametrize(
+    ("fields", "message"),
+    [
+        (
+            onnx_at("file:models/iris"),
+            "spec.model.storageUri must be s3://bucket/prefix or file:///absolute/path, "
+            "got 'file:models/iris'",
+        ),
+        (onnx_at("s3://bucket/../x"), "spec.model.storageUri must be s3://bucket/prefix"),
+        (onnx_at("s3://bucket//x"), "got 's3://bucket//x'"),
+        (onnx_at("s3:///x"), "got 's3:///x'"),
+        (onnx_at("file:///srv/m?v=1"), "with no query or fragment, got 'file:///srv/m?v=1'"),
+        (
+            {"autoscaling": {"minReplicas": 3, "maxReplicas": 2}},
+            "spec.autoscaling.minReplicas must not exceed spec.autoscaling.maxReplicas, got 3 > 2",
+        ),
+        (
+            {"model": {"format": "onnx", "storageUri": "s3://m/x", "version": "2"},
+             "rollout": {"canary": {"version": "2", "percent": 5}}},
+            "spec.rollout.canary.version must differ from spec.model.version, got '2' for both",
+        ),
+        (
+            {"model": {"format": "python", "storageUri": "s3://m/x"}},
+            "spec.model.python.predictorClass is required when spec.model.format is 'python', "
+            "got no spec.model.python",
+        ),
+        (
+            {"model": {"format": "pytorch", "storageUri": "s3://m/x",
+                       "inputs": [{"name": "x", "datatype": "FP32", "shape": [-1, 4]}]}},
+            "got 1 inputs and 0 outputs",
+        ),
+    ],
+)  # fmt: skip
+def test_rule_messages_show_the_values(fields: dict[str, Any], message: str) -> None:
+    """The CRD's messageExpressions, evaluated locally: each refusal quotes what was given."""
+    with pytest.raises(manifest.ManifestError) as refused:
+        manifest.parse(document(**fields))
+    assert message in str(refused.value)
+
+
+# (uri, valid): each row is checked against the CRD and against the parser the code uses.
+STORAGE_URIS = [
+    ("s3://models", True),
+    ("s3://models/", True),
+    ("s3://models//", True),  # uris.py drops one trailing slash: the bucket root
+    ("s3://models/iris", True),
+    ("s3://models/iris/", True),
+    ("S3://models/iris", True),
+    ("s3://models/.iris/..v2/...", True),
+    ("s3://models/my iris?v=1", True),
+    ("s3://models/" + "i" * 255, True),
+    ("s3://models/" + "é" * 127, True),
+    ("s3:///iris", False),
+    ("s3://models//iris", False),
+    ("s3://models/iris//", False),
+    ("s3://models///", False),
+    ("s3://.models/iris", False),
+    ("s3://models/./iris", False),
+    ("s3://models/../iris", False),
+    ("s3://models/iris/..", False),
+    ("s3://models/ir\\is", False),
+    ("s3://models/ir\tis", False),
+    ("s3://models/ir\u200bis", False),
+    ("s3://models/" + "i" * 256, False),
+    ("s3://models/" + "é" * 128, False),
+    ("file:///srv/models", True),
+    ("file:///", True),
+    ("FILE:///srv/models", True),
+    ("file://localhost/srv/models", True),
+    ("file:///srv/my%20models", True),
+    ("file:///srv/models?", True),  # an empty query is no query to urlsplit
+    ("file:models/iris", False),
+    ("file:/srv/models", False),
+    ("file://models/iris", False),
+    ("file://localhost", False),
+    ("file:///srv/models?v=1", False),
+    ("file:///srv/models#v1", False),
+    ("gs://models/iris", False),
+    ("models/iris", False),
+]
+
+
+def _uri_id(uri: str) -> str:
+    """Short test ids: the long URIs by their length in bytes."""
+    return ascii(uri) if len(uri) < 40 else f"{uri[:16]}...({len(uri.encode())} bytes)"
+
+
+@pytest.mark.parametrize(("uri", "valid"), STORAGE_URIS, ids=[_uri_id(u) for u, _ in STORAGE_URIS])
+def test_storage_uri_rules_accept_what_the_storage_code_parses(uri: str, valid: bool) -> None:
+    """The CRD must not admit a URI the operator then fails on, nor refuse one it can serve."""
+    try:
+        manifest.parse(document(model={"format": "onnx", "storageUri": uri}))
+        crd_accepts = True
+    except manifest.ManifestError:
+        crd_accepts = False
+    try:
+        parse_model_uri(uri)
+        code_accepts = True
+    except InvalidSpec:
+        code_accepts = False
+    assert (crd_accepts, code_accepts) == (valid, valid)
+
+
+@pytest.mark.parametrize(
+    ("rule", "expected"),
+    [
+        ({"rule": "false", "messageExpression": "'got ' + string(self)"}, "got 7"),
+        ({"rule": "false", "messageExpression": "'%d of %s, 100%%'.format([self, 'x'])"},
+         "7 of x, 100%"),
+        ({"rule": "false", "messageExpression": "'%x'.format([self])", "message": "static"},
+         "static"),
+        ({"rule": "false", "messageExpression": "'%d %d'.format([self])", "message": "static"},
+         "static"),
+        ({"rule": "false", "messageExpression": "self.missing", "message": "static"}, "static"),
+        ({"rule": "false", "messageExpression": "'two\\nlines'", "message": "static"}, "static"),
+        ({"rule": "false", "messageExpression": "' '", "message": "static"}, "static"),
+        ({"rule": "false", "messageExpression": "' '"}, "failed rule: false"),
+    ],
+)  # fmt: skip
+def test_message_expression_falls_back_like_the_api_server(
+    rule: dict[str, str], expected: str
+) -> None:
+    """An erroring, blank or multi-line messageExpression gives way to message, then the rule;
+    `format`, which cel-python lacks, is provided for the verbs the CRD uses."""
+    schema = {"type": "integer", "x-kubernetes-validations": [rule]}
+    assert manifest._cel_errors(schema, 7, "spec.x") == [f"spec.x: {expected}"]
+
+
 def test_wrong_kind_is_refused() -> None:
     doc = document()
     doc["kind"] = "InferenceService"
@@ -113,6 +247,44 @@ def test_load_file_reads_every_document(tmp_path: Path) -> None:
         "spec: {model: {format: onnx, storageUri: 's3://m/b'}}\n"
     )
     assert [md.name for md in manifest.load_file(path)] == ["a", "b"]
+
+
+def test_load_file_resolves_relative_file_uris_against_the_yaml_folder(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    folder = tmp_path / "deploy"
+    folder.mkdir()
+    path = folder / "models.yaml"
+    path.write_text(
+        "apiVersion: serving.rayship.io/v1alpha1\nkind: ModelDeployment\nmetadata: {name: a}\n"
+        "spec: {model: {format: onnx, storageUri: 'file:models/a'}}\n---\n"
+        "apiVersion: serving.rayship.io/v1alpha1\nkind: ModelDeployment\nmetadata: {name: b}\n"
+        "spec: {model: {format: onnx, storageUri: 'file:../shared/b'}}\n---\n"
+        "apiVersion: serving.rayship.io/v1alpha1\nkind: ModelDeployment\nmetadata: {name: c}\n"
+        "spec: {model: {format: onnx, storageUri: 'file:///srv/c'}}\n---\n"
+        "apiVersion: serving.rayship.io/v1alpha1\nkind: ModelDeployment\nmetadata: {name: d}\n"
+        "spec: {model: {format: onnx, storageUri: 's3://m/d'}}\n"
+    )
+    monkeypatch.chdir(tmp_path)  # so resolving against the working directory would be wrong
+
+    uris = [md.spec.model.storage_uri for md in manifest.load_file(Path("deploy/models.yaml"))]
+
+    assert uris == [
+        (folder / "models" / "a").resolve().as_uri(),
+        (tmp_path / "shared" / "b").resolve().as_uri(),
+        "file:///srv/c",
+        "s3://m/d",
+    ]
+
+
+def test_load_file_still_refuses_bad_absolute_uris(tmp_path: Path) -> None:
+    path = tmp_path / "bad.yaml"
+    path.write_text(
+        "apiVersion: serving.rayship.io/v1alpha1\nkind: ModelDeployment\nmetadata: {name: a}\n"
+        "spec: {model: {format: onnx, storageUri: 'file://models/a'}}\n"
+    )
+    with pytest.raises(manifest.ManifestError, match="got 'file://models/a'"):
+        manifest.load_file(path)
 
 
 def test_load_file_reports_yaml_errors(tmp_path: Path) -> None:
@@ -156,3 +328,122 @@ def _assert_same_fields(cls: Any, schema: dict[str, Any], path: str) -> None:
 def test_dataclasses_mirror_the_crd_schema() -> None:
     """The typed spec and the CRD cannot drift: same fields at every level."""
     _assert_same_fields(ModelDeploymentSpec, manifest.crd_schema()["properties"]["spec"], "spec")
+
+
+def test_runtime_env_is_typed() -> None:
+    md = manifest.parse(
+        document(
+            runtimeEnv={
+                "pip": ["pyjokes==0.8.3", "art>=6"],
+                "env": [{"name": "GREETING", "value": "hello"}, {"name": "EMPTY"}],
+                "envFrom": [
+                    {"secretRef": {"name": "api"}},
+                    {"secretRef": {"name": "db"}, "prefix": "DB_", "keys": ["USER", "PASSWORD"]},
+                ],
+            }
+        )
+    )
+    assert md.spec.runtime_env == spec.RuntimeEnvSpec(
+        pip=("pyjokes==0.8.3", "art>=6"),
+        env=(spec.EnvVar("GREETING", "hello"), spec.EnvVar("EMPTY", "")),
+        env_from=(
+            spec.EnvFromSource(spec.SecretRef("api")),
+            spec.EnvFromSource(spec.SecretRef("db"), "DB_", ("USER", "PASSWORD")),
+        ),
+    )
+    assert manifest.parse(document()).spec.runtime_env == spec.RuntimeEnvSpec()
+
+
+# (spec.runtimeEnv, the field refused, what the refusal says): the CRD's rules on runtimeEnv,
+# checked here by local validation and in tests/kube on the API server.
+_NAMES = "spec.runtimeEnv environment variable names must be letters, digits and _, not starting "
+_PIP = "spec.runtimeEnv.pip items must be requirements on one line (a package name or a URL), "
+RUNTIME_ENV_REFUSALS = [
+    (
+        {"env": [{"name": "A", "value": "1"}, {"name": "B"}, {"name": "A", "value": "2"}]},
+        "spec.runtimeEnv.env",
+        "spec.runtimeEnv.env names must be unique, got 'A' more than once",
+    ),
+    ({"env": [{"name": "1A"}]}, "spec.runtimeEnv.env[0].name", _NAMES + "with a digit, got '1A'"),
+    (
+        {"env": [{"name": "OK"}, {"name": "API-KEY"}]},
+        "spec.runtimeEnv.env[1].name",
+        _NAMES + "with a digit, got 'API-KEY'",
+    ),
+    (
+        {"pip": ["pyjokes", "-r requirements.txt"]},
+        "spec.runtimeEnv.pip[1]",
+        _PIP + "not pip options or paths, got '-r requirements.txt'",
+    ),
+    (
+        {"pip": ["./wheels/x.whl"]},
+        "spec.runtimeEnv.pip[0]",
+        _PIP + "not pip options or paths, got './wheels/x.whl'",
+    ),
+    # a value with a line break makes the messageExpression multi-line: the plain message shows
+    (
+        {"pip": ["pyjokes\n--index-url=http://mirror"]},
+        "spec.runtimeEnv.pip[0]",
+        _PIP + "not pip options or paths\n",
+    ),
+    (
+        {"envFrom": [{"secretRef": {"name": "api"}, "prefix": "1_"}]},
+        "spec.runtimeEnv.envFrom[0].prefix",
+        "spec.runtimeEnv.envFrom prefixes must be letters, digits and _, not starting with a "
+        "digit, got '1_'",
+    ),
+    (
+        {"envFrom": [{"secretRef": {"name": "api"}, "keys": ["TOKEN", "tls.crt"]}]},
+        "spec.runtimeEnv.envFrom[0].keys[1]",
+        _NAMES + "with a digit, got 'tls.crt'",
+    ),
+]
+
+
+@pytest.mark.parametrize(("runtime_env", "field", "said"), RUNTIME_ENV_REFUSALS)
+def test_runtime_env_refusals_name_the_field_and_show_the_value(
+    runtime_env: dict[str, Any], field: str, said: str
+) -> None:
+    with pytest.raises(manifest.ManifestError) as refused:
+        manifest.parse(document(runtimeEnv=runtime_env))
+    assert f"{field}: {said}" in str(refused.value) + "\n"
+
+
+@pytest.mark.parametrize(
+    ("runtime_env", "named"),
+    [
+        ({"pip": ["p"] * 65}, "spec.runtimeEnv.pip"),
+        ({"pip": [""]}, "spec.runtimeEnv.pip"),
+        ({"env": [{"name": f"V{i}"} for i in range(65)]}, "spec.runtimeEnv.env"),
+        ({"env": [{"name": "V", "value": "x" * 8193}]}, "spec.runtimeEnv.env.0.value"),
+        ({"env": [{"value": "x"}]}, "'name' is a required property"),
+        ({"envFrom": [{"prefix": "P_"}]}, "'secretRef' is a required property"),
+        ({"envFrom": [{"secretRef": {"name": "s"}}] * 17}, "spec.runtimeEnv.envFrom"),
+        ({"envFrom": [{"secretRef": {"name": "s"}, "keys": ["K"] * 65}]}, "keys"),
+    ],
+    ids=["pip-items", "pip-empty", "env-items", "value-length", "no-name", "no-secret",
+         "envfrom-items", "keys-items"],
+)  # fmt: skip
+def test_runtime_env_bounds(runtime_env: dict[str, Any], named: str) -> None:
+    with pytest.raises(manifest.ManifestError) as refused:
+        manifest.parse(document(runtimeEnv=runtime_env))
+    assert named in str(refused.value)
+
+
+def test_largest_runtime_env_is_valid() -> None:
+    """Every bound at its maximum: what tests/kube checks against the API server's CEL budget."""
+    manifest.parse(document(runtimeEnv=LARGEST_RUNTIME_ENV))
+
+
+LARGEST_RUNTIME_ENV: dict[str, Any] = {
+    "pip": [f"package-{i}" + "x" * 490 for i in range(64)],
+    "env": [{"name": f"V{i:03}" + "_" * 124, "value": "v" * 8192} for i in range(64)],
+    "envFrom": [
+        {
+            "secretRef": {"name": f"s{i}" + "s" * 250},
+            "prefix": "P" * 64,
+            "keys": [f"K{k:03}" + "_" * 124 for k in range(64)],
+        }
+        for i in range(16)
+    ],
+}

@@ -21,6 +21,7 @@ import yaml
 from packaging.requirements import Requirement
 
 from rayship_operator.settings import OperatorSettings
+from rayship_predictors.settings import PredictorSettings
 
 REPO = Path(__file__).resolve().parents[2]
 PREDICTOR = REPO / "Dockerfile.predictor"
@@ -95,6 +96,10 @@ def test_chart_app_version_is_the_project_version() -> None:
     assert chart["appVersion"] == PYPROJECT["project"]["version"]
 
 
+def test_predictors_report_the_project_version() -> None:
+    assert PredictorSettings().server_version == PYPROJECT["project"]["version"]
+
+
 @pytest.mark.parametrize("path", [PREDICTOR, OPERATOR], ids=["predictor", "operator"])
 def test_multi_stage_non_root_and_no_build_tools_in_the_final_stage(path: Path) -> None:
     _, stages = parse(path)
@@ -163,8 +168,9 @@ def test_dockerignore_lets_through_what_copy_needs(path: Path) -> None:
 
 
 def test_the_copied_files_build_the_wheel(tmp_path: Path) -> None:
-    """`pip wheel . --no-deps` on exactly what the Dockerfiles COPY: the wheel holds the three
-    packages and the CRD as a file (rayship/crd/ links to crds/)."""
+    """`pip wheel . --no-deps` on exactly what the Dockerfiles COPY: the wheel holds every module
+    of the three packages, sub-packages included, their py.typed markers, and the CRD as a file
+    (rayship/crd/ links to crds/)."""
     assert copied_sources(PREDICTOR) == copied_sources(OPERATOR)
     context = tmp_path / "context"
     context.mkdir()
@@ -183,12 +189,14 @@ def test_the_copied_files_build_the_wheel(tmp_path: Path) -> None:
     )  # fmt: skip
     (wheel,) = out.glob("rayship-*.whl")
     names = set(zipfile.ZipFile(wheel).namelist())
-    for expected in (
-        "rayship/manifest.py",
-        "rayship_operator/__main__.py",
-        "rayship_predictors/app.py",
-        "rayship_predictors/py.typed",
-    ):
-        assert expected in names
+    package_dirs: dict[str, str] = PYPROJECT["tool"]["setuptools"]["package-dir"]
+    modules = {
+        f"{package}/{path.relative_to(REPO / folder).as_posix()}"
+        for package, folder in package_dirs.items()
+        for path in (REPO / folder).rglob("*.py")
+    }
+    assert "rayship_predictors/runtimes/onnx.py" in modules
+    assert modules - names == set()
+    assert {f"{package}/py.typed" for package in package_dirs} <= names
     crd = zipfile.ZipFile(wheel).read("rayship/crd/modeldeployment.yaml")
     assert crd == (REPO / "crds/modeldeployment.yaml").read_bytes()

@@ -14,22 +14,22 @@ import numpy as np
 import pytest
 
 from rayship import manifest
-from rayship.spec import ModelSpec, OnnxOptions, PythonOptions, PytorchOptions, TensorDecl
+from rayship.spec import OnnxOptions, PythonOptions, PytorchOptions, RuntimeSpec, TensorDecl
+from rayship.storage.uris import parse_model_uri
 from rayship_predictors.errors import BadRequest, ModelFailure
 from rayship_predictors.runtimes.base import TensorSpec
-from rayship_predictors.runtimes.loader import RuntimeLoadError, load_runtime
-from support.models import load_examples_builder
+from rayship_predictors.runtimes.errors import RuntimeLoadError
+from rayship_predictors.runtimes.loader import load_runtime
+from support.models import build_models
 
 IRIS_INPUTS = (TensorDecl("input", "FP32", (-1, 4)),)
 IRIS_OUTPUTS = (TensorDecl("probabilities", "FP32", (-1, 3)), TensorDecl("label", "INT64", (-1,)))
 IRIS_CLASS = PytorchOptions(model_class="iris_net:IrisNet", init_args={"hidden": 16})
 EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
 
-build_models = load_examples_builder()
 
-
-def spec(format: Any, **fields: Any) -> ModelSpec:
-    return ModelSpec(format=format, storage_uri="file:models/test", **fields)
+def spec(format: Any, **fields: Any) -> RuntimeSpec:
+    return RuntimeSpec(format=format, **fields)
 
 
 def iris_batch() -> np.ndarray:
@@ -62,7 +62,7 @@ def test_onnx_infer_equals_numpy_reference(example_models: Path, version: int) -
     runtime = load_runtime(spec("onnx"), example_models / "iris-onnx" / str(version), use_gpu=False)
     x = iris_batch()
 
-    result = runtime.infer({"input": x})
+    result = runtime.infer({"input": x}, {})
 
     weights, bias = build_models.iris_onnx_weights(version)
     logits = x.astype(np.float64) @ weights + bias
@@ -80,7 +80,7 @@ def test_onnx_versions_differ_and_latest_names_two(example_models: Path) -> None
     x = iris_batch()
 
     assert not np.allclose(
-        one.infer({"input": x})["probabilities"], two.infer({"input": x})["probabilities"]
+        one.infer({"input": x}, {})["probabilities"], two.infer({"input": x}, {})["probabilities"]
     )
     assert (example_models / "iris-onnx" / "latest").read_text() == "2"
 
@@ -150,9 +150,9 @@ def test_onnx_string_tensors_travel_as_bytes(tmp_path: Path) -> None:
     text = np.array(["é".encode(), b""], dtype=object)
 
     assert runtime.inputs == [TensorSpec("text", "BYTES", (-1,))]
-    assert list(runtime.infer({"text": text})["echo"]) == ["é".encode(), b""]
+    assert list(runtime.infer({"text": text}, {})["echo"]) == ["é".encode(), b""]
     with pytest.raises(BadRequest, match="UTF-8"):
-        runtime.infer({"text": np.array([b"\xff"], dtype=object)})
+        runtime.infer({"text": np.array([b"\xff"], dtype=object)}, {})
 
 
 def test_missing_version_folder_is_named(tmp_path: Path) -> None:
@@ -179,7 +179,7 @@ def test_pytorch_state_dict_equals_module(example_models: Path) -> None:
     model = spec("pytorch", pytorch=IRIS_CLASS, inputs=IRIS_INPUTS, outputs=IRIS_OUTPUTS)
 
     runtime = load_runtime(model, folder, use_gpu=False)
-    result = runtime.infer({"input": iris_batch()})
+    result = runtime.infer({"input": iris_batch()}, {})
 
     assert runtime.platform == "pytorch"
     assert runtime.inputs == [TensorSpec("input", "FP32", (-1, 4))]
@@ -193,7 +193,7 @@ def test_torchscript_equals_module(example_models: Path) -> None:
     model = spec("pytorch", inputs=IRIS_INPUTS, outputs=IRIS_OUTPUTS)
 
     runtime = load_runtime(model, example_models / "iris-torchscript" / "1", use_gpu=False)
-    result = runtime.infer({"input": iris_batch()})
+    result = runtime.infer({"input": iris_batch()}, {})
 
     assert runtime.platform == "pytorch_libtorch"
     expected = iris_reference(example_models / "iris-torch" / "1")
@@ -210,7 +210,7 @@ def test_pytorch_accepts_read_only_inputs_and_casts_to_declared_outputs(
     x = iris_batch()
     x.flags.writeable = False  # as decoded from a request buffer
 
-    result = runtime.infer({"input": x})
+    result = runtime.infer({"input": x}, {})
 
     assert result["label"].dtype == np.int32
 
@@ -298,7 +298,7 @@ def test_image_classifier_names_the_dominant_colour(example_models: Path) -> Non
     ]
     images[3] = build_models.encode_ppm(build_models.colour_image("red", 3), binary=False)
 
-    result = runtime.infer({"image": np.array(images, dtype=object)})
+    result = runtime.infer({"image": np.array(images, dtype=object)}, {})
 
     assert runtime.platform == "python"
     assert runtime.inputs == [TensorSpec("image", "BYTES", (-1,))]
@@ -316,7 +316,7 @@ def test_image_classifier_rejects_what_is_not_ppm(example_models: Path) -> None:
     )
 
     with pytest.raises(BadRequest, match="not a PPM image"):
-        runtime.infer({"image": np.array([b"\x89PNG\r\n"], dtype=object)})
+        runtime.infer({"image": np.array([b"\x89PNG\r\n"], dtype=object)}, {})
 
 
 def test_spec_declarations_override_the_class(example_models: Path) -> None:
@@ -396,7 +396,7 @@ def test_versions_in_one_process_each_get_their_own_code(tmp_path: Path) -> None
         runtimes.append(load_runtime(model, folder, use_gpu=False))
 
     x = np.zeros(2, np.float32)
-    assert [list(r.infer({"x": x})["y"]) for r in runtimes] == [[1, 1], [2, 2]]
+    assert [list(r.infer({"x": x}, {})["y"]) for r in runtimes] == [[1, 1], [2, 2]]
     assert "predictor" not in sys.modules
     assert "helper" not in sys.modules
     assert not any(str(tmp_path) in entry for entry in sys.path)
@@ -415,7 +415,7 @@ def test_the_folder_wins_over_a_module_already_imported(
 
     runtime = load_runtime(model, folder, use_gpu=False)
 
-    assert list(runtime.infer({"x": np.zeros(1, np.float32)})["y"]) == [7]
+    assert list(runtime.infer({"x": np.zeros(1, np.float32)}, {})["y"]) == [7]
     assert sys.modules["predictor"] is elsewhere
 
 
@@ -428,7 +428,7 @@ def test_predict_must_return_every_declared_output(tmp_path: Path) -> None:
     runtime = load_runtime(model, folder, use_gpu=False)
 
     with pytest.raises(ModelFailure, match=r"predict returned no \['y'\]"):
-        runtime.infer({"x": np.zeros(1, np.float32)})
+        runtime.infer({"x": np.zeros(1, np.float32)}, {})
 
 
 # --- the example deployments ----------------------------------------------------------------
@@ -441,12 +441,12 @@ def test_every_example_deployment_loads_its_built_model(
     """The YAMLs' class paths and tensor declarations fit what build_models.py writes."""
     (deployment,) = manifest.load_file(yaml_file)
     model = deployment.spec.model
-    model_root = example_models / Path(model.storage_uri.removeprefix("file:")).relative_to(
-        "models"
-    )
+    folder = parse_model_uri(model.storage_uri)  # load_file made the YAML's file: URI absolute
+    assert isinstance(folder, Path)
+    model_root = example_models / folder.relative_to(EXAMPLES / "models")
     version = (model_root / "latest").read_text() if model.version == "latest" else model.version
 
-    runtime = load_runtime(model, model_root / version, use_gpu=False)
+    runtime = load_runtime(model.runtime, model_root / version, use_gpu=False)
 
     assert runtime.inputs
     assert runtime.outputs

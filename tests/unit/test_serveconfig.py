@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+import dataclasses
+import json
 from typing import Any
 
 import pytest
 
 from rayship import manifest
+from rayship.contract import ServerUserConfig
+from rayship.errors import InvalidSpec
 from rayship.serveconfig import (
     HttpOptions,
     LiveVersion,
@@ -16,6 +20,7 @@ from rayship.serveconfig import (
     config_hash,
     memory_bytes,
 )
+from rayship.spec import RuntimeSpec
 
 
 def routing(
@@ -63,12 +68,10 @@ def test_no_traffic_leaves_the_model_url_to_the_server_app() -> None:
 def test_traffic_tables_travel_in_the_server_user_config() -> None:
     by_name = apps(compose([routing("iris", ["1", "2"], [("1", 90), ("2", 10)])]))
     server = by_name["rayship"]["deployments"][0]
-    assert server["user_config"] == {
-        "models": {
-            "iris": {
-                "versions": {"1": "iris@1", "2": "iris@2"},
-                "traffic": [["1", 90], ["2", 10]],
-            }
+    assert server["user_config"]["models"] == {
+        "iris": {
+            "versions": {"1": "iris@1", "2": "iris@2"},
+            "traffic": [["1", 90], ["2", 10]],
         }
     }
     assert server["ray_actor_options"] == {"num_cpus": 0}
@@ -88,6 +91,42 @@ def test_moving_traffic_changes_only_routes_and_user_config() -> None:
         assert before[name]["route_prefix"] != after[name]["route_prefix"]
         assert {**before[name], "route_prefix": None} == {**after[name], "route_prefix": None}
     assert before["rayship"] != after["rayship"]
+
+
+@pytest.mark.parametrize(
+    "change",
+    [
+        {"model": {"version": "2"}},
+        {"model": {"version": "latest", "pollIntervalSeconds": 5}},
+        {"rollout": {"canary": {"version": "2", "percent": 30}}},
+        {"rollout": {"readinessDeadlineSeconds": 30, "keepPreviousSeconds": 5}},
+    ],
+    ids=["version", "poll-interval", "canary", "rollout-timing"],
+)
+def test_spec_changes_that_move_traffic_leave_every_version_app_as_it_was(
+    change: dict[str, Any],
+) -> None:
+    """A version app's args and deployment options hold only what defines the version: Serve
+    restarts replicas when those change, so requesting another version or a canary must not."""
+    base = {"model": {"format": "onnx", "storageUri": "s3://m/iris", "version": "1"}}
+    changed = {
+        **base,
+        **change,
+        "model": {**base["model"], **change.get("model", {})},
+    }
+    before = apps(compose([routing("iris", ["1", "2"], [("1", 100)], **base)]))
+    after = apps(compose([routing("iris", ["1", "2"], [("1", 100)], **changed)]))
+    for name in ("iris@1", "iris@2"):
+        assert before[name] == after[name]
+
+
+def test_version_args_hold_no_requested_version() -> None:
+    args = apps(compose([routing("iris", ["1"], [("1", 100)])]))["iris@1"]["args"]
+    assert args["version"] == "1"
+    assert "poll_interval_seconds" not in json.dumps(args)
+    runtime_fields = {field.name for field in dataclasses.fields(RuntimeSpec)}
+    assert set(args["runtime"]) == runtime_fields
+    assert not runtime_fields & {"version", "poll_interval_seconds", "storage_uri", "name"}
 
 
 def test_resources_and_autoscaling_become_serve_options() -> None:
@@ -130,12 +169,17 @@ def test_app_names_are_exactly_the_composed_version_apps() -> None:
     assert sorted(app_names(routings)) == sorted(composed - {"rayship"})
 
 
-def test_hash_is_stable_and_sensitive() -> None:
+def server_config(config: dict[str, Any]) -> ServerUserConfig:
+    return ServerUserConfig.from_dict(apps(config)["rayship"]["deployments"][0]["user_config"])
+
+
+def test_the_config_carries_its_own_stable_and_sensitive_hash() -> None:
     one = compose([routing("iris", ["1"], [("1", 100)])])
     again = compose([routing("iris", ["1"], [("1", 100)])])
     other = compose([routing("iris", ["1", "2"], [("1", 100)])])
+    assert server_config(one).config_hash == server_config(again).config_hash
+    assert server_config(one).config_hash != server_config(other).config_hash
     assert config_hash(one) == config_hash(again)
-    assert config_hash(one) != config_hash(other)
 
 
 @pytest.mark.parametrize(
@@ -147,5 +191,70 @@ def test_memory_quantities(quantity: str, expected: int) -> None:
 
 
 def test_bad_memory_quantity_names_the_field() -> None:
-    with pytest.raises(ValueError, match=r"spec\.resources\.memory"):
+    with pytest.raises(InvalidSpec, match=r"spec\.resources\.memory"):
         memory_bytes("two gigs")
+
+
+RUNTIME_ENV = {
+    "pip": ["pyjokes==0.8.3"],
+    "env": [{"name": "GREETING", "value": "hello"}, {"name": "SHARED", "value": "from env"}],
+    "envFrom": [{"secretRef": {"name": "api"}}],
+}
+
+
+def test_runtime_env_becomes_every_version_apps_runtime_env() -> None:
+    model = routing("iris", ["1", "2"], [("1", 100)], runtimeEnv=RUNTIME_ENV)
+    model = dataclasses.replace(model, env_from={"TOKEN": "t0ken", "SHARED": "from secret"})
+    for name in ("iris@1", "iris@2"):
+        assert apps(compose([model]))[name]["runtime_env"] == {
+            "pip": ["pyjokes==0.8.3"],
+            "env_vars": {"TOKEN": "t0ken", "SHARED": "from env", "GREETING": "hello"},
+        }
+    assert "runtime_env" not in apps(compose([model]))["rayship"]
+
+
+def test_storage_credentials_win_over_the_runtime_env() -> None:
+    """The replicas read the model with spec.storage.secretRef's keys, whatever env says."""
+    runtime_env = {"env": [{"name": "AWS_ACCESS_KEY_ID", "value": "mine"}]}
+    model = dataclasses.replace(
+        routing("iris", ["1"], [("1", 100)], runtimeEnv=runtime_env),
+        environment={"AWS_ACCESS_KEY_ID": "from-secret", "AWS_SECRET_ACCESS_KEY": "s"},
+        env_from={"AWS_ACCESS_KEY_ID": "from-env-from"},
+    )
+    variables = apps(compose([model]))["iris@1"]["runtime_env"]["env_vars"]
+    assert variables == {"AWS_ACCESS_KEY_ID": "from-secret", "AWS_SECRET_ACCESS_KEY": "s"}
+
+
+def test_no_runtime_env_writes_none() -> None:
+    """An empty runtime_env is still a change to Serve: it would restart every replica."""
+    assert "runtime_env" not in apps(compose([routing("iris", ["1"], [("1", 100)])]))["iris@1"]
+    pip_only = routing("iris", ["1"], [("1", 100)], runtimeEnv={"pip": ["art"]})
+    assert apps(compose([pip_only]))["iris@1"]["runtime_env"] == {"pip": ["art"]}
+
+
+@pytest.mark.parametrize(
+    "change",
+    [
+        {"runtimeEnv": {**RUNTIME_ENV, "pip": ["pyjokes==0.8.2"]}},
+        {"runtimeEnv": {**RUNTIME_ENV, "env": [{"name": "GREETING", "value": "hi"}]}},
+    ],
+    ids=["pip", "env"],
+)
+def test_runtime_env_changes_redefine_every_live_version(change: dict[str, Any]) -> None:
+    """The environment is part of what defines a version's replicas: Serve restarts them for a
+    new runtime_env, and only that part of each version app changes."""
+    before = apps(compose([routing("iris", ["1", "2"], [("1", 100)], runtimeEnv=RUNTIME_ENV)]))
+    after = apps(compose([routing("iris", ["1", "2"], [("1", 100)], **change)]))
+    for name in ("iris@1", "iris@2"):
+        assert before[name]["runtime_env"] != after[name]["runtime_env"]
+        assert {**before[name], "runtime_env": None} == {**after[name], "runtime_env": None}
+
+
+def test_secret_values_travel_only_in_the_runtime_env() -> None:
+    """The README names the version apps' runtime_env as where values show: nowhere else."""
+    model = dataclasses.replace(
+        routing("iris", ["1"], [("1", 100)], runtimeEnv=RUNTIME_ENV), env_from={"TOKEN": "t0ken"}
+    )
+    app = apps(compose([model]))["iris@1"]
+    assert "t0ken" not in json.dumps({**app, "runtime_env": None})
+    assert app["runtime_env"]["env_vars"]["TOKEN"] == "t0ken"

@@ -7,6 +7,7 @@ import json
 
 import pytest
 
+from rayship.errors import InvalidSpec
 from rayship.storage import ModelStore, natural_key, version_digest
 from rayship.storage.uris import S3Location, parse_model_uri
 from rayship.storage.versions import ObjectEntry
@@ -57,7 +58,7 @@ def test_file_uris_name_an_absolute_folder() -> None:
     ],
 )
 def test_other_uris_are_refused_naming_the_uri(uri: str) -> None:
-    with pytest.raises(ValueError, match="model URI") as caught:
+    with pytest.raises(InvalidSpec, match="model URI") as caught:
         parse_model_uri(uri)
     assert repr(uri) in str(caught.value)
 
@@ -65,7 +66,7 @@ def test_other_uris_are_refused_naming_the_uri(uri: str) -> None:
 @pytest.mark.parametrize("version", ["", ".", "..", "../1", "a/b", ".staging", "a\nb"])
 def test_versions_must_be_one_safe_folder_name(version: str) -> None:
     store = ModelStore()
-    with pytest.raises(ValueError, match="invalid version") as caught:
+    with pytest.raises(InvalidSpec, match="invalid version") as caught:
         store.resolve("file:///srv/models/iris", version)
     assert "file:///srv/models/iris/" in str(caught.value)
 

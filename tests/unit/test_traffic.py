@@ -6,13 +6,14 @@ from collections import Counter
 
 import pytest
 
+from rayship.contract import ModelTable, below_model, split_version
 from rayship_predictors.errors import NotFound, NotReady
-from rayship_predictors.traffic import TrafficTable, below_model, split_version
+from rayship_predictors.traffic import TrafficTable
 
 
 def table(traffic: list[list[object]]) -> TrafficTable:
     config = {"versions": {"1": "iris@1", "2": "iris@2"}, "traffic": traffic}
-    return TrafficTable.from_config("iris", config)
+    return TrafficTable.of("iris", ModelTable.from_dict(config))
 
 
 def test_the_split_follows_the_shares() -> None:

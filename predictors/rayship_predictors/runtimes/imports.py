@@ -18,7 +18,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from types import ModuleType
 
-from rayship_predictors.runtimes.loader import RuntimeLoadError, describe
+from rayship_predictors.runtimes.errors import RuntimeLoadError, describe
 
 
 def import_class(target: str, folder: Path, what: str) -> type:

@@ -1,4 +1,4 @@
-"""Turn a ModelSpec and a local version folder into a loaded `Runtime`.
+"""Turn a RuntimeSpec and a local version folder into a loaded `Runtime`.
 
 Every way a load can fail (missing file, bad class path, user code raising, an artifact the
 runtime rejects) ends as one `RuntimeLoadError` whose message names the artifact and the version
@@ -10,29 +10,19 @@ from __future__ import annotations
 from pathlib import Path
 from typing import assert_never
 
-from rayship.spec import ModelSpec
+from rayship.spec import RuntimeSpec
 from rayship_predictors.runtimes.base import Runtime
+from rayship_predictors.runtimes.errors import RuntimeLoadError
 
 
-class RuntimeLoadError(Exception):
-    """A version folder could not be loaded; the message is meant for the model's owner."""
-
-
-def describe(exc: BaseException) -> str:
-    """One line about a foreign exception for a `RuntimeLoadError` message.
-
-    Import errors already read as sentences ("No module named 'net'"); anything else keeps its
-    type, since "KeyError: 'fc.weight'" says more than "'fc.weight'".
-    """
-    if isinstance(exc, ImportError):
-        return str(exc)
-    return f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
-
-
-def load_runtime(model: ModelSpec, model_dir: Path, use_gpu: bool) -> Runtime:
+def load_runtime(
+    model: RuntimeSpec, model_dir: Path, use_gpu: bool, model_name: str = "model"
+) -> Runtime:
     """Load the version in `model_dir` with the runtime `model.format` names.
 
     `use_gpu` asks for CUDA; a runtime falls back to the CPU when CUDA is not usable there.
+    `model_name` is the V2 model name, which a kserve model is constructed with (by default
+    "model", KServe's own default name).
     Runtimes are imported here, when first needed, so a replica imports only its own.
     """
     if not model_dir.is_dir():
@@ -50,5 +40,9 @@ def load_runtime(model: ModelSpec, model_dir: Path, use_gpu: bool) -> Runtime:
             from rayship_predictors.runtimes.python import PythonRuntime
 
             return PythonRuntime(model, model_dir)
+        case "kserve":
+            from rayship_predictors.runtimes.kserve import KserveRuntime
+
+            return KserveRuntime(model, model_dir, model_name)
         case _:
             assert_never(model.format)

@@ -14,10 +14,11 @@ from typing import Any
 import numpy as np
 import onnxruntime as ort
 
-from rayship.spec import ModelSpec, TensorDecl
+from rayship.spec import RuntimeSpec, TensorDecl
 from rayship_predictors.errors import BadRequest
 from rayship_predictors.runtimes.base import TensorSpec
-from rayship_predictors.runtimes.loader import RuntimeLoadError, describe
+from rayship_predictors.runtimes.errors import RuntimeLoadError, describe
+from rayship_predictors.v2.codec import JSON
 from rayship_predictors.v2.datatypes import NUMPY_TO_V2
 
 log = logging.getLogger(__name__)
@@ -38,7 +39,7 @@ class OnnxRuntime:
 
     platform = "onnxruntime_onnx"
 
-    def __init__(self, model: ModelSpec, model_dir: Path, use_gpu: bool) -> None:
+    def __init__(self, model: RuntimeSpec, model_dir: Path, use_gpu: bool) -> None:
         path = model_dir / model.onnx.file
         if not path.is_file():
             raise RuntimeLoadError(f"onnx: {model.onnx.file} not found in {model_dir}")
@@ -63,8 +64,13 @@ class OnnxRuntime:
         """The execution providers the session really uses, best first."""
         return list(self._session.get_providers())
 
-    def infer(self, inputs: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
-        """Run the session; BYTES travel as `bytes`, ONNX strings as `str`, so convert both ways."""
+    def infer(
+        self, inputs: Mapping[str, np.ndarray], parameters: Mapping[str, JSON]
+    ) -> dict[str, np.ndarray]:
+        """Run the session; BYTES travel as `bytes`, ONNX strings as `str`, so convert both ways.
+
+        `parameters` are ignored: a graph takes only tensors.
+        """
         feed = {
             name: _utf8_to_str(name, array) if name in self._bytes_inputs else array
             for name, array in inputs.items()

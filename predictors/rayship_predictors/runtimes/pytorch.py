@@ -15,11 +15,12 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from rayship.spec import ModelSpec, TensorDecl
+from rayship.spec import RuntimeSpec, TensorDecl
 from rayship_predictors.errors import ModelFailure
 from rayship_predictors.runtimes.base import TensorSpec
+from rayship_predictors.runtimes.errors import RuntimeLoadError, describe
 from rayship_predictors.runtimes.imports import import_class
-from rayship_predictors.runtimes.loader import RuntimeLoadError, describe
+from rayship_predictors.v2.codec import JSON
 from rayship_predictors.v2.datatypes import V2_TO_NUMPY
 
 if TYPE_CHECKING:
@@ -35,7 +36,7 @@ class PytorchRuntime:
     Python and the model's class to run.
     """
 
-    def __init__(self, model: ModelSpec, model_dir: Path, use_gpu: bool) -> None:
+    def __init__(self, model: RuntimeSpec, model_dir: Path, use_gpu: bool) -> None:
         self.inputs = _declared("inputs", model.inputs)
         self.outputs = _declared("outputs", model.outputs)
         _require_torch()
@@ -53,8 +54,13 @@ class PytorchRuntime:
                 options.model_class, options.init_args, model_dir, path, self.device
             )
 
-    def infer(self, inputs: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
-        """Call forward with the inputs as positional tensors, in declared order."""
+    def infer(
+        self, inputs: Mapping[str, np.ndarray], parameters: Mapping[str, JSON]
+    ) -> dict[str, np.ndarray]:
+        """Call forward with the inputs as positional tensors, in declared order.
+
+        `parameters` are ignored: forward takes only tensors.
+        """
         import torch
 
         # Arrays decoded from a request buffer may be read-only, which torch only warns about.

@@ -17,7 +17,7 @@ import math
 import struct
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeAlias
 
 import numpy as np
 import orjson
@@ -38,6 +38,14 @@ _LENGTH_PREFIX = struct.Struct("<I")
 _ALLOWED_KINDS = {"b": "b", "i": "iu", "u": "iu", "f": "iuf"}
 _KIND_NOUNS = {"b": "true/false", "i": "integers", "u": "integers", "f": "numbers"}
 _JSON_OPTIONS = orjson.OPT_SERIALIZE_NUMPY
+# The binary tensor data extension's framing: how tensors travel, consumed here. They are kept
+# out of the parameters the model sees, so a model gets the same parameters whether a client
+# sent JSON or binary tensors, and requests that differ only in framing can share a batch.
+_BINARY_OUTPUT = "binary_data_output"
+_BINARY_SIZE = "binary_data_size"
+
+JSON: TypeAlias = dict[str, "JSON"] | list["JSON"] | str | int | float | bool | None
+"""A value as parsed from JSON: what `parameters` hold."""
 
 
 @dataclass(frozen=True)
@@ -58,15 +66,19 @@ class InferRequest:
 
     `input_datatypes` keeps the declared V2 datatype so the data plane can check it against the
     model (an object array alone cannot say it was BYTES). `outputs` is None when the client
-    asked for every output (no `outputs`, or an empty list).
+    asked for every output (no `outputs`, or an empty list). `parameters` (the request's) and
+    `input_parameters` (each input's, for inputs that have any) are as the client sent them,
+    less the binary extension's framing (`binary_data_output`, `binary_data_size`), which this
+    codec consumes.
     """
 
     id: str | None
-    parameters: dict[str, Any]
+    parameters: dict[str, JSON]
     inputs: dict[str, np.ndarray]
     input_datatypes: dict[str, str]
     outputs: tuple[RequestedOutput, ...] | None
     binary_output: bool
+    input_parameters: dict[str, dict[str, JSON]]
 
 
 @dataclass
@@ -107,19 +119,21 @@ def decode_request(body: bytes, header_length: int | None) -> InferRequest:
         offset=len(body) if header_length is None else header_length,
         present=header_length is not None,
     )
-    inputs, datatypes = _decode_inputs(document.get("inputs"), binary)
+    inputs = _decode_inputs(document.get("inputs"), binary)
     if binary.offset != len(body):
         raise BadRequest(
             f"the binary part has {len(body) - binary.offset} bytes after the last binary input"
         )
     parameters = _optional_object(document, "parameters", "the request")
+    binary_output = _optional_bool(parameters, _BINARY_OUTPUT, "the request") or False
     return InferRequest(
         id=_optional_str(document, "id", "the request"),
-        parameters=parameters,
-        inputs=inputs,
-        input_datatypes=datatypes,
+        parameters=_without(parameters, _BINARY_OUTPUT),
+        inputs=inputs.arrays,
+        input_datatypes=inputs.datatypes,
         outputs=_requested_outputs(document.get("outputs")),
-        binary_output=_optional_bool(parameters, "binary_data_output", "the request") or False,
+        binary_output=binary_output,
+        input_parameters=inputs.parameters,
     )
 
 
@@ -215,6 +229,13 @@ def _optional_object(obj: Mapping[str, Any], key: str, where: str) -> dict[str, 
     return value
 
 
+def _without(parameters: dict[str, JSON], key: str) -> dict[str, JSON]:
+    """`parameters` less `key`; the same dict when it has no such key, as most requests."""
+    if key not in parameters:
+        return parameters
+    return {name: value for name, value in parameters.items() if name != key}
+
+
 def _required_name(spec: Any, where: str) -> str:
     """The `name` of an input or requested output, which everything else is reported under."""
     if not isinstance(spec, dict):
@@ -258,21 +279,37 @@ def _requested_outputs(value: Any) -> tuple[RequestedOutput, ...] | None:
 # --- request: tensors -----------------------------------------------------------------------
 
 
-def _decode_inputs(value: Any, binary: _BinaryPart) -> tuple[dict[str, np.ndarray], dict[str, str]]:
+@dataclass
+class _Inputs:
+    """The request's inputs by name: arrays, declared datatypes, and parameters where given."""
+
+    arrays: dict[str, np.ndarray]
+    datatypes: dict[str, str]
+    parameters: dict[str, dict[str, JSON]]
+
+
+def _decode_inputs(value: Any, binary: _BinaryPart) -> _Inputs:
     """Decode every input in request order, binary ones consuming the binary part in turn."""
     if not isinstance(value, list) or not value:
         raise BadRequest("the request: 'inputs' must be a non-empty list")
-    arrays: dict[str, np.ndarray] = {}
-    datatypes: dict[str, str] = {}
+    inputs = _Inputs({}, {}, {})
     for index, spec in enumerate(value):
         name = _required_name(spec, f"inputs[{index}]")
-        if name in arrays:
+        if name in inputs.arrays:
             raise BadRequest(f"input '{name}' appears twice")
-        datatypes[name], arrays[name] = _decode_input(spec, f"input '{name}'", binary)
-    return arrays, datatypes
+        where = f"input '{name}'"
+        parameters = _optional_object(spec, "parameters", where)
+        datatype, inputs.arrays[name] = _decode_input(spec, where, parameters, binary)
+        inputs.datatypes[name] = datatype
+        own = _without(parameters, _BINARY_SIZE)
+        if own:
+            inputs.parameters[name] = own
+    return inputs
 
 
-def _decode_input(spec: dict[str, Any], where: str, binary: _BinaryPart) -> tuple[str, np.ndarray]:
+def _decode_input(
+    spec: dict[str, Any], where: str, parameters: dict[str, JSON], binary: _BinaryPart
+) -> tuple[str, np.ndarray]:
     """One input's declared datatype and its array, from `data` or from the binary part."""
     datatype = spec.get("datatype")
     if not isinstance(datatype, str):
@@ -282,7 +319,7 @@ def _decode_input(spec: dict[str, Any], where: str, binary: _BinaryPart) -> tupl
             f"{where}: unknown datatype '{datatype}'; expected one of {', '.join(V2_TO_NUMPY)}"
         )
     shape = _shape(spec.get("shape"), where)
-    size = _optional_object(spec, "parameters", where).get("binary_data_size")
+    size = parameters.get(_BINARY_SIZE)
     if size is None:
         if "data" not in spec:
             raise BadRequest(f"{where}: has neither 'data' nor parameters.binary_data_size")

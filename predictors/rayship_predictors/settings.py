@@ -1,0 +1,67 @@
+"""The predictors' settings: one typed tree read from the environment once per deployment.
+
+A replica's environment (its Ray node's, plus its application's `runtime_env` variables) decides
+them, so each deployment reads its settings when Serve constructs it, never at import. Nothing
+else in `rayship_predictors` reads the environment, so tests construct `PredictorSettings`
+directly; the model store a replica fetches with reads its own (`rayship.storage`:
+$RAYSHIP_CACHE_DIR, and boto3's AWS chain), as in every process that fetches models.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from importlib import metadata
+
+
+def _installed_version() -> str:
+    """The version of the installed `rayship` distribution (pyproject.toml's, once built)."""
+    return metadata.version("rayship")
+
+
+@dataclass(frozen=True)
+class PredictorSettings:
+    """Every knob of a predictor replica, with the variable that sets it."""
+
+    max_request_bytes: int = 64 * 2**20
+    """RAYSHIP_MAX_REQUEST_BYTES: the largest request body a replica reads, in bytes; a larger
+    one is refused with 413 before it is read whole. A replica holds a body in memory while it
+    decodes it, so the limit bounds what one request can cost; 64 MiB holds a batch of 64
+    224x224 RGB images as FP32 binary tensor data (37 MiB) with room to spare."""
+
+    predict_threads: int = 4
+    """RAYSHIP_PREDICT_THREADS: the worker threads a version replica runs synchronous `infer`
+    (`predict`) calls in, so a slow call never holds up the replica's event loop and the
+    requests waiting on it. ONNX Runtime and torch release the GIL while they compute, so calls
+    on the threads really overlap. 4 lets a slow request and a few fast ones run side by side,
+    and is the best of 1, 2 and 4 for the CPU-bound CNN in bench/predict_bench.py on 2 cores
+    (1.6-2x inline with `onnx.intraOpThreads: 1`; about even with ONNX Runtime's default of a
+    thread per core, whose calls then contend for the cores). 0 runs `infer` on the event loop
+    itself, one call at a time: for microsecond models, whose in-process throughput the hop to
+    a thread halves, although behind HTTP and Serve the difference vanished in the run's noise.
+    An `async def predict` never uses the threads. `spec.maxOngoingRequests` (64 by default)
+    bounds how many requests a replica holds, waiting for a thread or running."""
+
+    server_name: str = "rayship"
+    """No variable: the `name` that `GET /v2` reports. It names the server software, not a
+    deployment, so there is nothing to configure."""
+
+    server_version: str = field(default_factory=_installed_version)
+    """No variable: the `version` that `GET /v2` reports, the installed package's version, so it
+    never drifts from the release it describes."""
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str] | None = None) -> PredictorSettings:
+        """Settings from environment variables (defaults where unset)."""
+        env = os.environ if environ is None else environ
+        return cls(
+            max_request_bytes=int(env.get("RAYSHIP_MAX_REQUEST_BYTES", cls.max_request_bytes)),
+            predict_threads=int(env.get("RAYSHIP_PREDICT_THREADS", cls.predict_threads)),
+        )
+
+    def __post_init__(self) -> None:
+        if self.predict_threads < 0:
+            raise ValueError(
+                f"RAYSHIP_PREDICT_THREADS must be 0 or more, got {self.predict_threads}"
+            )

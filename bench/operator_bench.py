@@ -1,0 +1,237 @@
+"""What a user of the operator waits for: apply to Ready, version switches, canary changes.
+
+    .venv/bin/python bench/operator_bench.py              # 3 rounds
+    .venv/bin/python bench/operator_bench.py --repeat 5
+
+It starts the real parts the e2e suite runs on, through the suite's own code: the test control
+plane (tests/controlplane; its binaries are built on first use, see README "The test control
+plane"), moto's S3 server, a local Ray with Serve, and the operator as a subprocess watching one
+namespace (`open_stack` in tests/e2e/conftest.py). The example iris ONNX model's versions 1 and
+2 go to S3 once. Each round then applies a fresh ModelDeployment and times:
+
+- apply -> Ready: `kubectl apply` until the Ready condition is True (sampled every 0.2 s);
+- apply -> first answer: until the unversioned model URL first answers a V2 inference;
+
+and, under steady load (two V2 clients, 50 requests a second in all, on the unversioned URL),
+from each `kubectl patch` until the clients' answers show the traffic moved (20 answers in a
+row from the expected versions; the moment is the first of them, or a canary's first answer):
+
+- new version (cold): version 1 -> 2, which loads version 2;
+- warm rollback: back to version 1, kept warm; warm roll forward: to version 2 again;
+- canary on (version 1 at 50%: both versions answer) and off (only version 2 answers).
+
+Before the next step it waits until the operator reports the step's generation Ready, so steps
+never overlap. Each step also counts the requests that failed and the replicas that restarted
+(new replica ids in the version applications that were live before it). Then it deletes the
+ModelDeployment. It prints min / median / max seconds per step beside the goals; a goal is met
+when every round met it.
+
+The machine is shared and noisy: seconds vary between runs; any restart or failure is a finding.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import shutil
+import statistics
+import sys
+import tempfile
+import time
+from collections.abc import Iterator
+from contextlib import ExitStack, contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))  # never the repo root
+
+from controlplane.cluster import ControlPlane, ensure_binaries
+from controlplane.fixtures import CRDS_DIR
+from e2e.conftest import Stack, open_stack
+from support.models import build_models
+from support.ray_cluster import ServeCluster, local_serve_cluster
+from support.s3 import start_s3_server
+from support.traffic import SteadyLoad, first_answer
+
+NAMESPACE = "bench"
+COLD_TIMEOUT_S = 180
+WARM_TIMEOUT_S = 120
+
+
+@dataclass(frozen=True)
+class Step:
+    """One timed step of the round, and its goal in seconds (None: no goal)."""
+
+    label: str
+    goal_s: float | None = None
+
+
+APPLY_READY = Step("apply -> Ready", 10.0)
+APPLY_ANSWER = Step("apply -> first answer")
+COLD = Step("new version (cold) -> traffic moved")
+ROLLBACK = Step("warm rollback -> traffic moved", 1.0)
+FORWARD = Step("warm roll forward -> traffic moved", 1.0)
+CANARY_ON = Step("canary on (50%) -> both answer", 1.0)
+CANARY_OFF = Step("canary off -> one version answers", 1.0)
+STEPS = (APPLY_READY, APPLY_ANSWER, COLD, ROLLBACK, FORWARD, CANARY_ON, CANARY_OFF)
+
+
+@dataclass(frozen=True)
+class Measured:
+    """One step of one round: seconds, failed requests and restarted replicas during it."""
+
+    step: Step
+    seconds: float
+    failed: int = 0
+    restarted: int = 0
+
+
+@dataclass(frozen=True)
+class Round:
+    """Every step of one round, and the requests the load sent and saw fail over all of it."""
+
+    steps: list[Measured]
+    sent: int
+    failed: int
+
+
+def log(message: str) -> None:
+    print(f"[bench] {message}", file=sys.stderr, flush=True)
+
+
+@contextmanager
+def real_parts(workdir: Path) -> Iterator[Stack]:
+    """The e2e suite's parts, started in this process and stopped by process id at the end."""
+    # moto accepts any credentials; these keep boto3 off the developer's own.
+    os.environ.update({"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing"})
+    with ExitStack() as parts:
+        log("control plane: building or reusing binaries (tests/controlplane/build.sh)")
+        plane = ControlPlane(ensure_binaries(), state_dir=workdir / "controlplane").start()
+        parts.callback(plane.stop)
+        plane.apply_crds(CRDS_DIR)
+        plane.kubectl("create", "namespace", NAMESPACE)
+        s3 = start_s3_server(workdir)
+        parts.callback(s3.stop)
+        log("starting a local Ray with Serve")
+        serve: ServeCluster = parts.enter_context(local_serve_cluster())
+        build_models.build_iris_onnx(workdir / "models")
+        yield parts.enter_context(
+            open_stack(plane, NAMESPACE, serve, s3, workdir / "models", workdir / "operator.log")
+        )
+
+
+def restarted(before: dict[str, frozenset[str]], after: dict[str, frozenset[str]]) -> int:
+    """Replicas started during a step in the applications that were live before it.
+
+    Counted by new ids rather than lost ones: a replica Serve is still replacing when the step
+    ends has its successor's id beside its own already.
+    """
+    return sum(len(after.get(app, frozenset()) - ids) for app, ids in before.items())
+
+
+def one_round(stack: Stack, uri: str, name: str) -> Round:
+    """Apply a fresh ModelDeployment, time every step under load, then delete it."""
+    results: list[Measured] = []
+    with stack.watch_status(name) as watcher:
+        applied = time.monotonic()
+        stack.apply(stack.model_deployment(name, uri, "1"))
+        answered = first_answer(stack.serve.address, name, COLD_TIMEOUT_S)
+        ready = watcher.wait_ready(applied, COLD_TIMEOUT_S)
+    results += [
+        Measured(APPLY_READY, ready - applied),
+        Measured(APPLY_ANSWER, answered - applied),
+    ]
+    log(f"{name}: Ready after {ready - applied:.2f} s, first answer {answered - applied:.2f} s")
+    moves: list[tuple[Step, dict[str, Any], set[str], float, dict[str, Any]]] = [
+        (COLD, {"model": {"version": "2"}}, {"2"}, COLD_TIMEOUT_S, {"activeVersion": "2"}),
+        (ROLLBACK, {"model": {"version": "1"}}, {"1"}, WARM_TIMEOUT_S, {"activeVersion": "1"}),
+        (FORWARD, {"model": {"version": "2"}}, {"2"}, WARM_TIMEOUT_S, {"activeVersion": "2"}),
+        (
+            CANARY_ON,
+            {"rollout": {"canary": {"version": "1", "percent": 50}}},
+            {"1", "2"},
+            WARM_TIMEOUT_S,
+            {"activeVersion": "2", "canaryVersion": "1"},
+        ),
+        (
+            CANARY_OFF,
+            {"rollout": {"canary": None}},
+            {"2"},
+            WARM_TIMEOUT_S,
+            {"activeVersion": "2", "canaryVersion": None},
+        ),
+    ]
+    with SteadyLoad(stack.serve.address, name) as load:
+        load.wait_moved(0.0, {"1"}, WARM_TIMEOUT_S)
+        for step, spec, versions, timeout_s, status in moves:
+            before = stack.serve.replica_ids(name)
+            since = time.monotonic()
+            seconds = stack.move_traffic(name, load, spec, versions, timeout_s, **status)
+            failures = load.failures(since)
+            started = restarted(before, stack.serve.replica_ids(name))
+            results.append(Measured(step, seconds, len(failures), started))
+            first = f" (first: {failures[0].error})" if failures else ""
+            log(
+                f"{name}: {step.label}: {seconds:.2f} s, {len(failures)} failed{first}, "
+                f"{started} restarted"
+            )
+    done = Round(results, len(load.answers), len(load.failures()))
+    log(f"{name}: {done.sent} requests sent under load, {done.failed} failed")
+    # The operator's finalizer removes the applications: wait for it, however long it takes
+    # (it has taken over a minute on a busy machine), so rounds never overlap.
+    stack.plane.kubectl(
+        "-n", stack.namespace, "delete", "md", name, "--timeout=170s", timeout=COLD_TIMEOUT_S
+    )
+    return done
+
+
+def table(rounds: list[Round]) -> str:
+    """min / median / max per step, failures and restarts, and each goal met or not."""
+    everything = [m for done in rounds for m in done.steps]
+    lines = [
+        "| step | n | min s | median s | max s | failed | restarted | goal | met |",
+        "|---|---:|---:|---:|---:|---:|---:|---|---|",
+    ]
+    for step in STEPS:
+        mine = [m for m in everything if m.step == step]
+        times = [m.seconds for m in mine]
+        goal = f"< {step.goal_s:g} s" if step.goal_s is not None else ""
+        met = "" if step.goal_s is None else ("met" if max(times) < step.goal_s else "not met")
+        lines.append(
+            f"| {step.label} | {len(mine)} | {min(times):.2f} | {statistics.median(times):.2f} "
+            f"| {max(times):.2f} | {sum(m.failed for m in mine)} "
+            f"| {sum(m.restarted for m in mine)} | {goal} | {met} |"
+        )
+    sent, failed = sum(r.sent for r in rounds), sum(r.failed for r in rounds)
+    lines.append(
+        f"\nrequests under load: {sent} sent, {failed} failed "
+        f"(goal 0 failed: {'met' if failed == 0 else 'not met'})"
+    )
+    return "\n".join(lines)
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--repeat", type=int, default=3, help="rounds of every step")
+    args = parser.parse_args()
+    workdir = Path(tempfile.mkdtemp(prefix="rayship-operator-bench-"))
+    try:
+        with real_parts(workdir) as stack:
+            uri = f"s3://{stack.s3.new_bucket()}/iris"
+            stack.upload_iris(uri, ("1", "2"))
+            rounds = []
+            for index in range(1, args.repeat + 1):
+                log(f"round {index} of {args.repeat}")
+                rounds.append(one_round(stack, uri, f"iris-{index}"))
+    except BaseException:
+        log(f"failed; its files (the operator's log among them) are kept in {workdir}")
+        raise
+    shutil.rmtree(workdir, ignore_errors=True)
+    print(f"\n### Rollout timings ({args.repeat} rounds, iris ONNX)\n")
+    print(table(rounds))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -8,8 +8,6 @@ operator's default-cluster settings.
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
 import threading
 import time
 from collections import Counter
@@ -130,22 +128,6 @@ def test_version_that_fails_to_load_is_rolled_back(stack: Stack) -> None:
     assert infer(stack.serve, "broken")["model_version"] == "1"
 
 
-def rayship_cli(stack: Stack, *args: str, kubeconfig: Path | None = None) -> tuple[int, str]:
-    """`rayship ARGS` as a user runs it (a subprocess, the control plane's kubeconfig unless
-    another is given); returns the exit status and stdout plus stderr."""
-    env = stack.plane.env()
-    if kubeconfig is not None:
-        env["KUBECONFIG"] = str(kubeconfig)
-    done = subprocess.run(
-        [sys.executable, "-P", "-m", "rayship.cli", *args],
-        env=env,
-        capture_output=True,
-        text=True,
-        check=False,
-    )
-    return done.returncode, done.stdout + done.stderr
-
-
 def test_cli_rolls_back_to_the_previous_good_version(stack: Stack, tmp_path: Path) -> None:
     uri = new_model(stack, "cli")
     stack.apply(stack.model_deployment("cli", uri, "1"))
@@ -159,14 +141,14 @@ def test_cli_rolls_back_to_the_previous_good_version(stack: Stack, tmp_path: Pat
     kubeconfig = tmp_path / "kubeconfig"
     kubeconfig.write_text(json.dumps(config))
 
-    code, printed = rayship_cli(stack, "status", "cli", kubeconfig=kubeconfig)
+    code, printed = stack.rayship("status", "cli", kubeconfig=kubeconfig)
     assert code == 0
     assert f"ModelDeployment {stack.namespace}/cli\n" in printed
     assert "active:    2" in printed
-    code, printed = rayship_cli(stack, "history", "cli", kubeconfig=kubeconfig)
+    code, printed = stack.rayship("history", "cli", kubeconfig=kubeconfig)
     assert code == 0
     assert "RolledOut" in printed
-    code, printed = rayship_cli(stack, "rollback", "cli", kubeconfig=kubeconfig)
+    code, printed = stack.rayship("rollback", "cli", kubeconfig=kubeconfig)
     assert (code, printed) == (0, f"{stack.namespace}/cli: spec.model.version 2 -> 1\n")
     stack.wait_for("cli", ready_on("1"))
     assert infer(stack.serve, "cli")["model_version"] == "1"
@@ -179,17 +161,13 @@ def test_cli_refuses_a_version_missing_from_storage(stack: Stack) -> None:
     stack.wait_for("cli-missing", ready_on("2"))
     generation = stack.get("cli-missing")["metadata"]["generation"]
 
-    code, printed = rayship_cli(
-        stack, "rollback", "-n", stack.namespace, "cli-missing", "--to", "99"
-    )
+    code, printed = stack.rayship("rollback", "-n", stack.namespace, "cli-missing", "--to", "99")
     assert (code, printed) == (1, f"rayship: {uri}/99/ not found; spec.model.version left at 2\n")
     after = stack.get("cli-missing")
     assert after["spec"]["model"]["version"] == "2"
     assert after["metadata"]["generation"] == generation
     # Version 1 is not live either, but exists: looked up in S3 with the Secret, then patched.
-    code, printed = rayship_cli(
-        stack, "rollback", "-n", stack.namespace, "cli-missing", "--to", "1"
-    )
+    code, printed = stack.rayship("rollback", "-n", stack.namespace, "cli-missing", "--to", "1")
     assert (code, printed) == (0, f"{stack.namespace}/cli-missing: spec.model.version 2 -> 1\n")
     stack.wait_for("cli-missing", ready_on("1"))
 

@@ -20,15 +20,15 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
-from rayship.conditions import Problem, Reason
+from rayship.conditions import Problem
 from rayship.contract import version_app_name
 from rayship.dashboard import ServeDashboard
-from rayship.errors import RayshipError
+from rayship.errors import InvalidSpec, RayshipError
 from rayship.manifest import ModelDeployment
-from rayship.rollout import Observed, RolloutState, Warm, plan
+from rayship.rollout import Observed, RolloutState, Warm, plan, resolution_problem
 from rayship.serveconfig import HttpOptions, ModelRouting, compose
 from rayship.status import AppState, app_states
-from rayship.storage import LATEST, ModelNotFound, ModelStore, ResolvedVersion
+from rayship.storage import LATEST, ModelStore, ResolvedVersion, StorageError
 
 logger = logging.getLogger(__name__)
 
@@ -161,8 +161,6 @@ class Follower:
             canary = None
             if canary_spec is not None:
                 canary = self.store.resolve(md.spec.model.storage_uri, canary_spec.version)
-        except ModelNotFound as error:
-            return None, None, Problem(Reason.MODEL_NOT_FOUND, str(error))
-        except RayshipError as error:
-            return None, None, Problem(Reason.STORAGE_ERROR, str(error))
+        except (StorageError, InvalidSpec) as error:
+            return None, None, resolution_problem(error)
         return target, canary, None

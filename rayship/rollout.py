@@ -22,10 +22,11 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from rayship.conditions import Event, Problem, Reason
+from rayship.errors import InvalidSpec
 from rayship.serveconfig import LiveVersion
 from rayship.spec import ModelDeploymentSpec
 from rayship.status import AppState
-from rayship.storage import ResolvedVersion
+from rayship.storage import ModelNotFound, ResolvedVersion, StorageError
 
 HISTORY_LIMIT = 10
 FAILED_LIMIT = 10
@@ -375,3 +376,13 @@ def plan(spec: ModelDeploymentSpec, state: RolloutState, observed: Observed) -> 
         planner.run_canary(observed.canary, canary.percent)
     planner.retire()
     return planner.result()
+
+
+def resolution_problem(error: StorageError | InvalidSpec) -> Problem:
+    """What a version that could not be resolved reports, in the operator and local mode alike:
+    a missing folder, an invalid URI or version name, or a store that failed."""
+    if isinstance(error, ModelNotFound):
+        return Problem(Reason.MODEL_NOT_FOUND, str(error))
+    if isinstance(error, InvalidSpec):
+        return Problem(Reason.INVALID_SPEC, str(error))
+    return Problem(Reason.STORAGE_ERROR, str(error))

@@ -21,11 +21,11 @@ from rayship.contract import model_route, version_app_name
 from rayship.dashboard import DashboardError
 from rayship.errors import CredentialsError, InvalidSpec
 from rayship.manifest import ModelDeployment
-from rayship.rollout import Observed, Plan, RolloutState, plan
+from rayship.rollout import Observed, Plan, RolloutState, plan, resolution_problem
 from rayship.serveconfig import ModelRouting
 from rayship.spec import StorageSpec
 from rayship.status import AppState
-from rayship.storage import Credentials, ModelNotFound, ModelStore, ResolvedVersion, StorageError
+from rayship.storage import Credentials, ModelStore, ResolvedVersion, StorageError
 from rayship_operator import report
 from rayship_operator.clusters import ClusterRef, Clusters, cluster_for
 from rayship_operator.credentials import read_credentials, read_env_from
@@ -139,12 +139,8 @@ class Reconciler:
             canary = None
             if canary_spec is not None:
                 canary = await self._resolve(md, canary_spec.version, generation, store)
-        except ModelNotFound as error:
-            return None, None, Problem(Reason.MODEL_NOT_FOUND, str(error))
-        except StorageError as error:
-            return None, None, Problem(Reason.STORAGE_ERROR, str(error))
-        except InvalidSpec as error:
-            return None, None, Problem(Reason.INVALID_SPEC, str(error))
+        except (StorageError, InvalidSpec) as error:
+            return None, None, resolution_problem(error)
         return target, canary, None
 
     async def reconcile(

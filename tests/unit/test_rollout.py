@@ -5,12 +5,15 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+import pytest
+
 from rayship import manifest
 from rayship.conditions import Problem, Reason
-from rayship.rollout import Observed, Plan, RolloutState, plan
+from rayship.errors import InvalidSpec
+from rayship.rollout import Observed, Plan, RolloutState, plan, resolution_problem
 from rayship.spec import ModelDeploymentSpec
 from rayship.status import AppState
-from rayship.storage import ResolvedVersion
+from rayship.storage import ModelNotFound, ResolvedVersion, StorageError
 
 T0 = datetime(2026, 1, 1, tzinfo=UTC)
 RUNNING = AppState("RUNNING", "", 1)
@@ -238,3 +241,18 @@ def test_a_spec_change_the_serving_version_cannot_apply_is_degraded_not_an_outag
         "its replicas that still run keep serving",
     )
     assert update_failed.answering
+
+
+@pytest.mark.parametrize(
+    ("error", "reason"),
+    [
+        (ModelNotFound("s3://m/iris/9/", "s3://m/iris/9/ not found"), Reason.MODEL_NOT_FOUND),
+        (InvalidSpec("invalid version '..' for s3://m/iris"), Reason.INVALID_SPEC),
+        (StorageError("s3://m/iris/", "S3 refused s3://m/iris/"), Reason.STORAGE_ERROR),
+    ],
+    ids=["missing", "invalid", "storage"],
+)
+def test_a_failed_resolution_names_its_reason(
+    error: StorageError | InvalidSpec, reason: Reason
+) -> None:
+    assert resolution_problem(error) == Problem(reason, str(error))

@@ -93,54 +93,72 @@ def effective_routes(applications: dict[str, Any], ingress: dict[str, str] | Non
     }
 
 
-def routes_in_effect(applications: dict[str, Any], routes: Routes, routing: ModelRouting) -> bool:
-    """Whether the cluster (`GET /api/serve/applications/` and the ingress's `routes`) routes
-    as `routing` plans.
+@dataclass(frozen=True)
+class ClusterView:
+    """One observation of a cluster, read once and asked about every model on it: application
+    states, the ingress's routes, and the server application's deployed tables."""
 
-    The server application must run with the model's traffic table, and the model's URL must
-    belong to the running version that takes all traffic (or, for a split, to no version).
-    """
-    states = app_states(applications)
-    if not states.get(SERVER_APP, MISSING).running:
+    states: dict[str, AppState]
+    routes: Routes
+    server: ServerUserConfig
+
+    @classmethod
+    def of(cls, applications: dict[str, Any], ingress: dict[str, str] | None) -> ClusterView:
+        """The view of `GET /api/serve/applications/` and the ingress's `GET /-/routes` (None
+        when it could not be asked)."""
+        return cls(
+            app_states(applications),
+            effective_routes(applications, ingress),
+            _deployed_server_config(applications),
+        )
+
+    def state(self, app: str) -> AppState:
+        """An application's state; `MISSING` when the cluster has no such application."""
+        return self.states.get(app, MISSING)
+
+
+def routes_in_effect(view: ClusterView, routing: ModelRouting) -> bool:
+    """Whether the cluster routes as `routing` plans: the server application runs with the
+    model's traffic table, and the model's URL belongs to the running version that takes all
+    traffic (or, for a split, to no version)."""
+    if not view.state(SERVER_APP).running:
         return False
-    table = _deployed_server_config(applications).models.get(routing.model_name)
+    table = view.server.models.get(routing.model_name)
     if table is None or table.traffic != routing.traffic:
         return False
     owner = direct_version(routing)
-    holder = routes.get(model_route(routing.model_name))
+    holder = view.routes.get(model_route(routing.model_name))
     if owner is None:
         return holder is None
     owner_app = version_app_name(routing.model_name, owner)
-    return holder == owner_app and states.get(owner_app, MISSING).running
+    return holder == owner_app and view.state(owner_app).running
 
 
-def serving(applications: dict[str, Any], routes: Routes, model_name: str) -> tuple[str, ...]:
+def serving(view: ClusterView, model_name: str) -> tuple[str, ...]:
     """The versions that answer a model's unversioned URL: the one the ingress routes it to,
     or, when none holds it, those with a share in the server application's table."""
-    states = app_states(applications)
-    holder = routes.get(model_route(model_name))
+    holder = view.routes.get(model_route(model_name))
     if holder is not None:
         prefix = version_app_name(model_name, "")
-        owns = holder.startswith(prefix) and states.get(holder, MISSING).answering
+        owns = holder.startswith(prefix) and view.state(holder).answering
         return (holder[len(prefix) :],) if owns else ()
-    table = _deployed_server_config(applications).models.get(model_name)
-    server = routes.get(SERVER_ROUTE) == SERVER_APP and states.get(SERVER_APP, MISSING).answering
+    table = view.server.models.get(model_name)
+    server = view.routes.get(SERVER_ROUTE) == SERVER_APP and view.state(SERVER_APP).answering
     if table is None or not server:
         return ()
     shares = [version for version, percent in table.traffic if percent > 0]
-    apps = [states.get(version_app_name(model_name, version), MISSING) for version in shares]
+    apps = [view.state(version_app_name(model_name, version)) for version in shares]
     return tuple(shares) if shares and all(app.answering for app in apps) else ()
 
 
-def observe_serving(applications: dict[str, Any], routes: Routes, routing: ModelRouting) -> Serving:
+def observe_serving(view: ClusterView, routing: ModelRouting) -> Serving:
     """What users of `routing`'s model get from the cluster as observed."""
-    states = app_states(applications)
-    versions = serving(applications, routes, routing.model_name)
+    versions = serving(view, routing.model_name)
     replicas = sum(
-        states[version_app_name(routing.model_name, version)].running_replicas
+        view.state(version_app_name(routing.model_name, version)).running_replicas
         for version in versions
     )
-    return Serving(versions, replicas, routes_in_effect(applications, routes, routing))
+    return Serving(versions, replicas, routes_in_effect(view, routing))
 
 
 def restarting_apps(applications: dict[str, Any], config: dict[str, Any]) -> list[str]:
@@ -183,18 +201,19 @@ class ClusterWriter:
         self.lock = asyncio.Lock()
         self.routings: dict[str, ModelRouting | None] = {}
         self._applications: dict[str, Any] = {}
-        self._routes: Routes = {}
+        self._view = ClusterView.of({}, None)
 
     async def observe(self) -> dict[str, AppState]:
-        """Application states by name, and the ingress's routes (kept for `write`/`serving`)."""
+        """Application states by name; the whole observation (`ClusterView`) and Serve's raw
+        details are kept for `write` and `serving`."""
         self._applications = await asyncio.to_thread(self.dashboard.applications)
         ingress = await asyncio.to_thread(route_table, self.ref.serve_url)
-        self._routes = effective_routes(self._applications, ingress)
-        return app_states(self._applications)
+        self._view = ClusterView.of(self._applications, ingress)
+        return self._view.states
 
     def serving(self, routing: ModelRouting) -> Serving:
         """What the cluster, as last observed, serves for `routing`'s model."""
-        return observe_serving(self._applications, self._routes, routing)
+        return observe_serving(self._view, routing)
 
     def assign(self, key: str, routing: ModelRouting | None) -> None:
         """Record one ModelDeployment's routing; None means it holds no applications."""
@@ -213,8 +232,7 @@ class ClusterWriter:
         routings = [r for r in self.routings.values() if r is not None]
         config = compose(routings, self.ref.http)
         missing = {SERVER_APP, *app_names(routings)} - self._applications.keys()
-        deployed = _deployed_server_config(self._applications).config_hash
-        unchanged = _composed_hash(config) == deployed
+        unchanged = _composed_hash(config) == self._view.server.config_hash
         if unchanged and not missing:
             return Written(sent=False)
         if unchanged:

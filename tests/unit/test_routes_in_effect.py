@@ -10,7 +10,7 @@ from typing import Any
 
 from rayship import manifest
 from rayship.serveconfig import LiveVersion, ModelRouting, compose
-from rayship_operator.clusters import effective_routes, routes_in_effect, serving
+from rayship_operator.clusters import ClusterView, routes_in_effect, serving
 
 
 def routing(traffic: list[tuple[str, int]]) -> ModelRouting:
@@ -42,7 +42,7 @@ def observed(planned: ModelRouting, status: str = "RUNNING") -> dict[str, Any]:
 
 def in_effect(state: dict[str, Any], planned: ModelRouting) -> bool:
     """As the operator checks it when the ingress cannot be asked (Serve's own view)."""
-    return routes_in_effect(state, effective_routes(state, None), planned)
+    return routes_in_effect(ClusterView.of(state, None), planned)
 
 
 def test_the_applied_plan_is_in_effect() -> None:
@@ -71,21 +71,22 @@ def test_the_ingress_table_wins_over_serve_s_view() -> None:
     planned = routing([("2", 100)])
     state = observed(planned)
     lagging = {"/v2": "rayship", "/v2/models/iris": "iris@1"}
-    assert not routes_in_effect(state, lagging, planned)
-    assert serving(state, lagging, "iris") == ("1",)
+    assert not routes_in_effect(ClusterView.of(state, lagging), planned)
+    assert serving(ClusterView.of(state, lagging), "iris") == ("1",)
     caught_up = {"/v2": "rayship", "/v2/models/iris": "iris@2"}
-    assert routes_in_effect(state, caught_up, planned)
-    assert serving(state, caught_up, "iris") == ("2",)
+    assert routes_in_effect(ClusterView.of(state, caught_up), planned)
+    assert serving(ClusterView.of(state, caught_up), "iris") == ("2",)
 
 
 def test_a_split_is_served_by_every_version_with_a_share() -> None:
     planned = routing([("1", 90), ("2", 10)])
     state = observed(planned)
-    assert serving(state, {"/v2": "rayship"}, "iris") == ("1", "2")
-    assert serving(state, {}, "iris") == ()  # the ingress routes nothing to the server app
+    assert serving(ClusterView.of(state, {"/v2": "rayship"}), "iris") == ("1", "2")
+    no_server_route = ClusterView.of(state, {})  # the ingress routes nothing to the server app
+    assert serving(no_server_route, "iris") == ()
 
 
 def test_nothing_serves_while_the_owner_has_no_running_replica() -> None:
     planned = routing([("1", 100)])
     state = observed(planned, "DEPLOYING")
-    assert serving(state, effective_routes(state, None), "iris") == ()
+    assert serving(ClusterView.of(state, None), "iris") == ()

@@ -4,6 +4,7 @@ every load failure must be a RuntimeLoadError naming the file or class and the v
 
 from __future__ import annotations
 
+import base64
 import re
 import sys
 from pathlib import Path
@@ -16,8 +17,9 @@ import pytest
 from rayship import manifest
 from rayship.spec import OnnxOptions, PythonOptions, PytorchOptions, RuntimeSpec, TensorDecl
 from rayship.storage.uris import parse_model_uri
+from rayship_predictors.dataplane import check_parameters
 from rayship_predictors.errors import BadRequest, ModelFailure
-from rayship_predictors.runtimes.base import TensorSpec
+from rayship_predictors.runtimes.base import Parameters, TensorSpec
 from rayship_predictors.runtimes.errors import RuntimeLoadError
 from rayship_predictors.runtimes.loader import load_runtime
 from support.models import build_models
@@ -282,41 +284,153 @@ def test_pytorch_without_torch_says_what_to_install(
 
 # --- python -------------------------------------------------------------------------------
 
-IMAGE_CLASSIFIER = PythonOptions(predictor_class="predictor:ColourClassifier")
+IMAGE_CLASSIFIER = PythonOptions(predictor_class="digits:DigitClassifier")
+DIGIT_OUTPUTS = ["label", "probability"]
 
 
-def test_image_classifier_names_the_dominant_colour(example_models: Path) -> None:
-    runtime = load_runtime(
-        spec("python", python=IMAGE_CLASSIFIER),
-        example_models / "image-classifier" / "1",
-        use_gpu=False,
-    )
-    colours = ["blue", "red", "green", "red"]
-    images = [
-        build_models.encode_ppm(build_models.colour_image(c, seed))
-        for seed, c in enumerate(colours)
-    ]
-    images[3] = build_models.encode_ppm(build_models.colour_image("red", 3), binary=False)
-
-    result = runtime.infer({"image": np.array(images, dtype=object)}, {})
-
-    assert runtime.platform == "python"
-    assert runtime.inputs == [TensorSpec("image", "BYTES", (-1,))]
-    assert [t.name for t in runtime.outputs] == ["label", "confidence"]
-    assert list(result["label"]) == [c.encode() for c in colours]
-    assert result["confidence"].dtype == np.float32
-    assert (result["confidence"] > 0.5).all()
+@pytest.fixture(scope="module")
+def digit_classifier(example_models: Path) -> Any:
+    """The image-classifier example, loaded once: its net is the same for every test."""
+    folder = example_models / "image-classifier" / "1"
+    return load_runtime(spec("python", python=IMAGE_CLASSIFIER), folder, use_gpu=False)
 
 
-def test_image_classifier_rejects_what_is_not_ppm(example_models: Path) -> None:
-    runtime = load_runtime(
-        spec("python", python=IMAGE_CLASSIFIER),
-        example_models / "image-classifier" / "1",
-        use_gpu=False,
+def classify(
+    runtime: Any, images: list[bytes], image_parameters: dict[str, Any] | None = None, **given: Any
+) -> dict[str, np.ndarray]:
+    """The classifier's answer, its declared parameters defaulted as the data plane does."""
+    parameters = check_parameters(runtime.parameters, given)
+    per_input = {"image": image_parameters} if image_parameters else {}
+    return runtime.infer(  # type: ignore[no-any-return]
+        {"image": np.array(images, dtype=object)}, Parameters(parameters, per_input)
     )
 
-    with pytest.raises(BadRequest, match="not a PPM image"):
-        runtime.infer({"image": np.array([b"\x89PNG\r\n"], dtype=object)}, {})
+
+def digit_files(image_format: str = "PNG", invert: bool = False) -> list[bytes]:
+    """The held-out digits as image files: sklearn's bright on dark, or inverted (the way ink
+    on paper looks)."""
+    pixels, _ = build_models.held_out_digits()
+    return [build_models.encode_image(255 - p if invert else p, image_format) for p in pixels]
+
+
+def accuracy(result: dict[str, np.ndarray]) -> float:
+    """How many of the held-out digits the best label of `result` names right."""
+    _, labels = build_models.held_out_digits()
+    expected = np.array([str(label).encode() for label in labels], dtype=object)
+    return float(np.mean(result["label"][:, 0] == expected))
+
+
+@pytest.mark.parametrize(
+    ("image_format", "invert"),
+    [("PNG", False), ("PNG", True), ("JPEG", False), ("JPEG", True)],
+    ids=["png", "png-ink-on-paper", "jpeg", "jpeg-ink-on-paper"],
+)
+def test_digit_classifier_reads_held_out_digits(
+    digit_classifier: Any, image_format: str, invert: bool
+) -> None:
+    files = digit_files(image_format, invert)
+
+    result = classify(digit_classifier, files)
+
+    assert digit_classifier.platform == "python"
+    assert digit_classifier.inputs == [TensorSpec("image", "BYTES", (-1,))]
+    assert [t.name for t in digit_classifier.outputs] == DIGIT_OUTPUTS
+    assert result["label"].shape == result["probability"].shape == (len(files), 5)
+    assert result["probability"].dtype == np.float32
+    assert accuracy(result) >= 0.9, f"{accuracy(result):.1%} right on the held-out digits"
+    assert (np.diff(result["probability"], axis=1) <= 0).all(), "best first"
+    assert all(len(set(row)) == 5 for row in result["label"])
+
+
+def test_digit_classifier_reads_colour_and_transparent_images(digit_classifier: Any) -> None:
+    """Blue ink on yellow paper, and black ink on a transparent canvas, read as the digit."""
+    pixels, _ = build_models.held_out_digits()
+    ink = pixels[:, :, :, None] / 255
+    paper, blue = np.array([250, 240, 160]), np.array([20, 30, 120])
+    coloured = (paper + (blue - paper) * ink).astype(np.uint8)
+    canvas = np.concatenate([np.zeros_like(coloured), pixels[:, :, :, None]], axis=3)
+
+    for images in (coloured, canvas):
+        result = classify(digit_classifier, [build_models.encode_image(i) for i in images])
+        assert accuracy(result) >= 0.9
+
+
+def test_top_k_and_confidence_threshold_shape_the_rows(digit_classifier: Any) -> None:
+    files = digit_files()
+    top = classify(digit_classifier, files, top_k=10)
+
+    three = classify(digit_classifier, files, top_k=3)
+    sure = classify(digit_classifier, files, top_k=3, confidence_threshold=0.6)
+
+    np.testing.assert_array_equal(three["label"], top["label"][:, :3])
+    np.testing.assert_allclose(top["probability"].sum(axis=1), 1, rtol=1e-5)
+    kept = sure["probability"] >= 0.6
+    assert 0 < kept[:, 0].sum() < len(files), "some rows are sure, some are not"
+    assert not kept[:, 1:].any(), "two classes cannot both pass 0.6"
+    np.testing.assert_array_equal(sure["label"][kept], three["label"][kept])
+    assert (sure["label"][~kept] == b"").all(), "left-out classes are padding"
+    assert (sure["probability"][~kept] == 0).all()
+    assert sure["label"].shape == (len(files), 3), "rows keep top_k columns"
+
+
+@pytest.mark.parametrize(
+    ("given", "message"),
+    [
+        ({"top_k": 0}, "parameter 'top_k': must be 1..10, got 0"),
+        ({"top_k": 11}, "parameter 'top_k': must be 1..10, got 11"),
+        ({"confidence_threshold": 1.5}, "parameter 'confidence_threshold': must be 0..1, got 1.5"),
+        ({"confidence_threshold": -1}, "parameter 'confidence_threshold': must be 0..1, got -1.0"),
+    ],
+)
+def test_digit_classifier_parameters_out_of_range_are_bad_requests(
+    digit_classifier: Any, given: dict[str, Any], message: str
+) -> None:
+    with pytest.raises(BadRequest, match=re.escape(message)):
+        classify(digit_classifier, digit_files()[:1], **given)
+
+
+@pytest.mark.parametrize(
+    ("image", "message"),
+    [
+        (b"", "image[2]: not a PNG or JPEG image (unknown file format)"),
+        (b"PNG", "image[2]: not a PNG or JPEG image (unknown file format)"),
+        ("truncated", "image[2]: not a PNG or JPEG image (image file is truncated"),
+        ("gif", "image[2]: not a PNG or JPEG image (GIF given)"),
+        ("base64", "content_type 'base64'"),
+    ],
+)
+def test_an_undecodable_image_is_a_bad_request_naming_it(
+    digit_classifier: Any, image: bytes | str, message: str
+) -> None:
+    files = digit_files()
+    png = files[2]
+    given = {
+        "truncated": png[: len(png) // 2],
+        "gif": build_models.encode_image(build_models.held_out_digits()[0][2], "GIF"),
+        "base64": base64.b64encode(png),
+    }
+
+    with pytest.raises(BadRequest, match=re.escape(message)):
+        classify(digit_classifier, [*files[:2], given.get(str(image), image)])
+
+
+def test_base64_images_are_read_when_the_input_says_so(digit_classifier: Any) -> None:
+    files = digit_files()
+    encoded = [base64.b64encode(f) for f in files[:20]]
+
+    result = classify(digit_classifier, encoded, {"content_type": "base64"})
+
+    np.testing.assert_array_equal(result["label"], classify(digit_classifier, files[:20])["label"])
+    with pytest.raises(BadRequest, match=re.escape("image[1]: content_type is base64 but")):
+        classify(digit_classifier, [encoded[0], b"%%%"], {"content_type": "base64"})
+    with pytest.raises(BadRequest, match="content_type 'hex' is not supported"):
+        classify(digit_classifier, encoded, {"content_type": "hex"})
+
+
+def test_an_empty_batch_answers_empty_rows(digit_classifier: Any) -> None:
+    result = classify(digit_classifier, [], top_k=3)
+
+    assert result["label"].shape == result["probability"].shape == (0, 3)
 
 
 def test_spec_declarations_override_the_class(example_models: Path) -> None:
@@ -326,7 +440,7 @@ def test_spec_declarations_override_the_class(example_models: Path) -> None:
     runtime = load_runtime(model, example_models / "image-classifier" / "1", use_gpu=False)
 
     assert runtime.inputs == [TensorSpec("image", "BYTES", (1,))]
-    assert [t.name for t in runtime.outputs] == ["label", "confidence"]
+    assert [t.name for t in runtime.outputs] == DIGIT_OUTPUTS
 
 
 @pytest.mark.parametrize(

@@ -20,7 +20,6 @@ from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 from ray.serve.handle import DeploymentHandle
 from starlette.requests import Request
 from starlette.responses import Response
@@ -37,8 +36,8 @@ from rayship.contract import (
     split_version,
 )
 from rayship.storage import ModelStore
-from rayship_predictors.dataplane import Reply, VersionDataPlane
-from rayship_predictors.errors import NotFound
+from rayship_predictors.dataplane import Outcome, Reply, VersionDataPlane
+from rayship_predictors.errors import InferenceError, NotFound
 from rayship_predictors.http import RouteTable, find_handler, serve_http
 from rayship_predictors.runtimes.loader import load_runtime
 from rayship_predictors.settings import PredictorSettings
@@ -86,7 +85,7 @@ class ModelVersion:
         self.siblings = TrafficTable(model_name, {}, ())  # live versions; traffic unused here
         self.handles = VersionHandles()
         self.body_limit = settings.max_request_bytes
-        self._run_batched: Callable[[InferRequest], Awaitable[dict[str, np.ndarray]]] | None = None
+        self._run_batched: Callable[[InferRequest], Awaitable[Outcome]] | None = None
         self._triton_config = self.plane.triton_config()
         if args.batching is not None:
             options = args.batching
@@ -143,10 +142,13 @@ class ModelVersion:
         if self._run_batched is None:
             outputs = await self.plane.run(request)
         else:
-            outputs = await self._run_batched(request)
+            outcome = await self._run_batched(request)
+            if isinstance(outcome, InferenceError):
+                raise outcome
+            outputs = outcome
         return self.plane.encode(request, outputs)
 
-    async def _run_many(self, requests: list[InferRequest]) -> list[dict[str, np.ndarray]]:
+    async def _run_many(self, requests: list[InferRequest]) -> list[Outcome]:
         """The body of dynamic batching: Serve's batch queue calls it with many requests."""
         return await self.plane.run_batch(requests)
 

@@ -39,6 +39,9 @@ logger = logging.getLogger(__name__)
 JSON = "application/json"
 OCTET_STREAM = "application/octet-stream"
 
+Outcome = dict[str, np.ndarray] | InferenceError
+"""What one request of a batch ended in: its outputs, or the failure its client gets."""
+
 # Triton's model configuration names the backend apart from the platform.
 TRITON_BACKENDS = {
     "onnxruntime_onnx": "onnxruntime",
@@ -228,9 +231,13 @@ class VersionDataPlane:
         """The runtime's outputs for one decoded request."""
         return await self._call(request.inputs, _parameters_of(request))
 
-    async def run_batch(self, requests: list[codec.InferRequest]) -> list[dict[str, np.ndarray]]:
-        """Outputs for several requests: one runtime call when their inputs stack and their
-        parameters agree, else a call each, running side by side."""
+    async def run_batch(self, requests: list[codec.InferRequest]) -> list[Outcome]:
+        """Outputs (or the failure) of each of several requests: one runtime call when their
+        inputs stack and their parameters agree, else a call each, running side by side.
+
+        A stacked call that fails is run again request by request, so one client's bad input
+        fails only that client's request, with indices counted within it.
+        """
         first = requests[0]
         if len(requests) > 1 and all(_same_call(first, other) for other in requests[1:]):
             try:
@@ -238,8 +245,20 @@ class VersionDataPlane:
             except ValueError:
                 pass  # no shared batch dimension: fall through to a call each
             else:
-                return batching.split(await self._call(stacked, _parameters_of(first)), sizes)
-        return list(await asyncio.gather(*(self.run(request) for request in requests)))
+                try:
+                    return list(
+                        batching.split(await self._call(stacked, _parameters_of(first)), sizes)
+                    )
+                except InferenceError:
+                    pass  # find out whose request it was: fall through to a call each
+        return list(await asyncio.gather(*(self._outcome(request) for request in requests)))
+
+    async def _outcome(self, request: codec.InferRequest) -> Outcome:
+        """One request's outputs, or the client-facing failure it ended in."""
+        try:
+            return await self.run(request)
+        except InferenceError as error:
+            return error
 
     async def _call(
         self, inputs: Mapping[str, np.ndarray], parameters: Parameters

@@ -641,6 +641,26 @@ def test_a_batch_shares_one_call_only_when_parameters_agree() -> None:
     assert [o["y"].tolist() for o in outputs] == [[1], [2]]
 
 
+def test_one_bad_request_fails_only_itself_in_a_batch() -> None:
+    def refuse_negatives(inputs: Mapping[str, np.ndarray], parameters: Mapping[str, JSON]) -> None:
+        negative = np.flatnonzero(inputs["x"] < 0)
+        if negative.size:
+            raise BadRequest(f"x[{negative[0]}] is negative")
+
+    probe = Probe(refuse_negatives)
+    plane = plane_of(probe)
+
+    outcomes = asyncio.run(plane.run_batch(decoded(plane, body(1), body(2, -3), body(4))))
+
+    rows = [n for n, _ in probe.calls]
+    assert rows[0] == 4  # stacked first, then each request on its own
+    assert sorted(rows[1:]) == [1, 1, 2]
+    assert outcomes[0]["y"].tolist() == [1]
+    assert isinstance(outcomes[1], BadRequest)
+    assert outcomes[1].message == "x[1] is negative"  # its own index, not the batch's
+    assert outcomes[2]["y"].tolist() == [4]
+
+
 def test_predict_threads_come_from_the_environment() -> None:
     assert PredictorSettings.from_env({}).predict_threads == 4
     assert PredictorSettings.from_env({"RAYSHIP_PREDICT_THREADS": "0"}).predict_threads == 0

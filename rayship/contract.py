@@ -18,7 +18,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from rayship.spec import BatchingSpec, RuntimeSpec, StorageSpec, from_plain
+from rayship.spec import AsyncSpec, BatchingSpec, RuntimeSpec, StorageSpec, from_plain
 
 # --- the ModelDeployment resource ----------------------------------------------------------
 
@@ -40,6 +40,7 @@ SERVER_BUILDER = f"{PREDICTORS_MODULE}:server_app"
 
 MODELS_PATH = "/models/"
 VERSIONS_PATH = "/versions/"
+JOBS_PATH = "/jobs/"
 
 
 def version_app_name(model: str, version: str) -> str:
@@ -67,6 +68,18 @@ def split_model(path: str) -> tuple[str, str] | None:
         return None
     name, slash, rest = path[len(MODELS_PATH) :].partition("/")
     return name, slash + rest
+
+
+def job_url(model: str, job_id: str) -> str:
+    """Where an asynchronous job's result is fetched: `/v2/models/<m>/jobs/<id>`."""
+    return f"{model_route(model)}{JOBS_PATH}{job_id}"
+
+
+def split_job(path: str) -> str | None:
+    """`/jobs/<id>` (a path below the model URL) -> the job id; None for other paths."""
+    if not path.startswith(JOBS_PATH):
+        return None
+    return path[len(JOBS_PATH) :]
 
 
 def split_version(path: str) -> tuple[str | None, str]:
@@ -145,21 +158,31 @@ class ModelTable:
 
 @dataclass(frozen=True)
 class VersionUserConfig:
-    """A version deployment's `user_config`: its model's live versions, for `/versions/<v>`.
+    """A version deployment's `user_config`: its model's live versions, for `/versions/<v>`,
+    and where its asynchronous jobs are kept (`spec.async`).
 
-    A lightweight update: Serve calls `reconfigure` on the running replicas.
+    A lightweight update: Serve calls `reconfigure` on the running replicas, so neither moving
+    traffic nor changing how jobs are kept restarts one.
     """
 
     versions: Mapping[str, str]
+    jobs: AsyncSpec | None = None
 
     def to_dict(self) -> dict[str, Any]:
-        """JSON form."""
-        return {"versions": dict(self.versions)}
+        """JSON form; `jobs` only when set."""
+        plain: dict[str, Any] = {"versions": dict(self.versions)}
+        if self.jobs is not None:
+            plain["jobs"] = _plain(self.jobs)
+        return plain
 
     @classmethod
     def from_dict(cls, config: Mapping[str, Any]) -> VersionUserConfig:
         """Read the JSON form back."""
-        return cls({str(v): str(app) for v, app in (config.get("versions") or {}).items()})
+        jobs = config.get("jobs")
+        return cls(
+            {str(v): str(app) for v, app in (config.get("versions") or {}).items()},
+            from_plain(AsyncSpec, jobs) if jobs else None,
+        )
 
 
 @dataclass(frozen=True)

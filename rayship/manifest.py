@@ -199,23 +199,27 @@ def parse(document: dict[str, Any]) -> ModelDeployment:
     )
 
 
-def _with_absolute_storage_uri(document: Any, folder: Path) -> Any:
-    """The document with a relative `file:` storageUri made absolute against `folder`.
+RELATIVE_URI_FIELDS = (("model", "storageUri"), ("async", "storageUri"))
+"""The spec fields whose `file:` URIs local mode takes relative to the YAML file."""
+
+
+def _with_absolute_storage_uris(document: Any, folder: Path) -> Any:
+    """The document with relative `file:` URIs (`RELATIVE_URI_FIELDS`) made absolute.
 
     Local mode lets a YAML file name its models relative to itself (`file:models/iris`), so the
     examples run from any working directory. The CRD, which a cluster enforces, only knows
-    absolute URIs; resolving before validation lets one schema judge both. Any other document
-    (another URI, or one too malformed to have a storageUri) is returned unchanged.
+    absolute URIs; resolving before validation lets one schema judge both. Any other value
+    (another URI, or a document too malformed to have the field) is left unchanged.
     """
-    try:
-        uri = document["spec"]["model"]["storageUri"]
-    except (KeyError, TypeError):
-        return document
-    if not isinstance(uri, str) or not uri.startswith("file:") or uri.startswith("file://"):
-        return document
     resolved = copy.deepcopy(document)
-    relative = uri.removeprefix("file:")
-    resolved["spec"]["model"]["storageUri"] = (folder / relative).resolve().as_uri()
+    for section, name in RELATIVE_URI_FIELDS:
+        try:
+            parent = resolved["spec"][section]
+            uri = parent[name]
+        except (KeyError, TypeError):
+            continue
+        if isinstance(uri, str) and uri.startswith("file:") and not uri.startswith("file://"):
+            parent[name] = (folder / uri.removeprefix("file:")).resolve().as_uri()
     return resolved
 
 
@@ -229,4 +233,4 @@ def load_file(path: Path) -> list[ModelDeployment]:
     if not documents:
         raise ManifestError(f"{path}: no ModelDeployment in the file")
     folder = path.resolve().parent
-    return [parse(_with_absolute_storage_uri(document, folder)) for document in documents]
+    return [parse(_with_absolute_storage_uris(document, folder)) for document in documents]

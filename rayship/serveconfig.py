@@ -182,7 +182,7 @@ def _version_app(routing: ModelRouting, live: LiveVersion) -> dict[str, Any]:
                 "name": VERSION_DEPLOYMENT,
                 "max_ongoing_requests": spec.max_ongoing_requests,
                 "ray_actor_options": _actor_options(spec),
-                "user_config": VersionUserConfig(_version_apps(routing)).to_dict(),
+                "user_config": VersionUserConfig(_version_apps(routing), spec.async_).to_dict(),
                 **_scaling(spec),
             }
         ],

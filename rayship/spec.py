@@ -9,6 +9,7 @@ test checks both ways so the two cannot drift.
 from __future__ import annotations
 
 import dataclasses
+import keyword
 import re
 import types
 import typing
@@ -201,6 +202,20 @@ class RolloutSpec:
 
 
 @dataclass(frozen=True)
+class AsyncSpec:
+    """Asynchronous invocations: where job results are kept, for how long, and how many run.
+
+    Results live under `storage_uri` (S3, reached like the model's storage, or `file://` for
+    one machine) so that any replica can answer for a job another replica ran.
+    """
+
+    storage_uri: str
+    result_ttl_seconds: int = 3600
+    timeout_seconds: int = 300
+    max_queued: int = 32
+
+
+@dataclass(frozen=True)
 class RayClusterRef:
     """A KubeRay RayCluster in the same namespace; absent means the operator's default."""
 
@@ -221,11 +236,14 @@ class ModelDeploymentSpec:
     runtime_env: RuntimeEnvSpec = field(default_factory=RuntimeEnvSpec)
     rollout: RolloutSpec = field(default_factory=RolloutSpec)
     ray_cluster: RayClusterRef | None = None
+    async_: AsyncSpec | None = None
 
 
 def _snake(name: str) -> str:
-    """`storageUri` -> `storage_uri`: CRD field names to dataclass field names."""
-    return re.sub(r"(?<!^)(?=[A-Z])", "_", name).lower()
+    """`storageUri` -> `storage_uri`: CRD field names to dataclass field names; a Python
+    keyword gets a trailing underscore (`async` -> `async_`)."""
+    snake = re.sub(r"(?<!^)(?=[A-Z])", "_", name).lower()
+    return f"{snake}_" if keyword.iskeyword(snake) else snake
 
 
 def from_plain(hint: Any, value: Any) -> Any:

@@ -17,6 +17,8 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Awaitable, Callable
+from dataclasses import replace
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -32,13 +34,17 @@ from rayship.contract import (
     VersionArgs,
     VersionUserConfig,
     below_model,
+    split_job,
     split_model,
     split_version,
 )
+from rayship.spec import AsyncSpec
 from rayship.storage import ModelStore
-from rayship_predictors.dataplane import Outcome, Reply, VersionDataPlane
+from rayship.storage.jobs import open_job_store
+from rayship_predictors.dataplane import Call, Outcome, Reply, VersionDataPlane
 from rayship_predictors.errors import InferenceError, NotFound
 from rayship_predictors.http import RouteTable, find_handler, serve_http
+from rayship_predictors.jobs import AsyncJobs
 from rayship_predictors.runtimes.loader import load_runtime
 from rayship_predictors.settings import PredictorSettings
 from rayship_predictors.traffic import TrafficTable
@@ -59,9 +65,7 @@ class VersionHandles:
         """Forget handles to applications that are no longer live."""
         self._handles = {app: h for app, h in self._handles.items() if app in apps}
 
-    async def forward(
-        self, app: str, method: str, path: str, body: bytes, length: int | None
-    ) -> Reply:
+    async def forward(self, app: str, call: Call) -> Reply:
         """One request, answered by the version application `app`."""
         handle = self._handles.get(app)
         if handle is None:
@@ -69,7 +73,7 @@ class VersionHandles:
             # application exists would block this replica's event loop on every new sibling.
             handle = DeploymentHandle(VERSION_DEPLOYMENT, app)
             self._handles[app] = handle
-        reply: Reply = await handle.route_request.remote(method, path, body, length)
+        reply: Reply = await handle.route_request.remote(call)
         return reply
 
 
@@ -78,12 +82,14 @@ class ModelVersion:
 
     def __init__(self, args: VersionArgs) -> None:
         model_name, version = args.model_name, args.version
+        self.storage = args.storage
         local_dir: Path = ModelStore(args.storage).fetch(args.storage_uri, version)
         runtime = load_runtime(args.runtime, local_dir, args.use_gpu, model_name=model_name)
         settings = PredictorSettings.from_env()
         self.plane = VersionDataPlane(model_name, version, runtime, settings.predict_threads)
         self.siblings = TrafficTable(model_name, {}, ())  # live versions; traffic unused here
         self.handles = VersionHandles()
+        self.jobs = AsyncJobs(model_name)
         self.body_limit = settings.max_request_bytes
         self._run_batched: Callable[[InferRequest], Awaitable[Outcome]] | None = None
         self._triton_config = self.plane.triton_config()
@@ -107,38 +113,57 @@ class ModelVersion:
         )
 
     def reconfigure(self, config: dict[str, Any]) -> None:
-        """Take the model's live versions and their applications (Serve calls it on every
-        user_config change)."""
-        siblings = VersionUserConfig.from_dict(config).versions
-        self.siblings = TrafficTable(self.plane.model_name, siblings, ())
+        """Take the model's live versions and their applications, and where its jobs are kept
+        (Serve calls it on every user_config change)."""
+        user_config = VersionUserConfig.from_dict(config)
+        self.siblings = TrafficTable(self.plane.model_name, user_config.versions, ())
         self.handles.keep_only(set(self.siblings.versions.values()))
+        self._configure_jobs(user_config.jobs)
+
+    def _configure_jobs(self, spec: AsyncSpec | None) -> None:
+        store = None
+        if spec is not None:
+            store = open_job_store(spec.storage_uri, self.plane.model_name, self.storage)
+        self.jobs.configure(spec, store)
 
     async def __call__(self, request: Request) -> Response:
         """HTTP entry: the model's URLs when this version owns them (or HAProxy still thinks so)."""
         return await serve_http(request, self.route_request, self.body_limit)
 
-    async def route_request(
-        self, method: str, path: str, body: bytes, header_length: int | None
-    ) -> Reply:
-        """Route one request; also the method other applications call through a handle."""
-        version, rest = split_version(below_model(self.plane.model_name, path))
-        if version is None or version == self.plane.version:
-            return await find_handler(self.routes, method, rest)(body, header_length)
-        app = self.siblings.app_of(version)
-        return await self.handles.forward(app, method, rest, body, header_length)
+    async def __del__(self) -> None:
+        """Serve's graceful stop: give running asynchronous jobs their chance to finish."""
+        await self.jobs.drain()
 
-    async def _metadata(self, body: bytes, header_length: int | None) -> Reply:
+    async def route_request(self, call: Call) -> Reply:
+        """Route one request; also the method other applications call through a handle."""
+        version, rest = split_version(below_model(self.plane.model_name, call.path))
+        call = replace(call, path=rest)
+        job_id = split_job(rest)
+        if job_id is not None and call.method == "GET":
+            return await self.jobs.answer(job_id)
+        if version is None or version == self.plane.version:
+            return await find_handler(self.routes, call.method, rest)(call)
+        return await self.handles.forward(self.siblings.app_of(version), call)
+
+    async def _metadata(self, call: Call) -> Reply:
         versions = sorted(self.siblings.versions) or [self.plane.version]
         return Reply.json({**self.plane.metadata(), "versions": versions})
 
-    async def _ready(self, body: bytes, header_length: int | None) -> Reply:
+    async def _ready(self, call: Call) -> Reply:
         return Reply.json({"name": self.plane.model_name, "ready": True})
 
-    async def _config(self, body: bytes, header_length: int | None) -> Reply:
+    async def _config(self, call: Call) -> Reply:
         return Reply.json(self._triton_config)
 
-    async def _infer(self, body: bytes, header_length: int | None) -> Reply:
-        request = self.plane.decode(body, header_length)
+    async def _infer(self, call: Call) -> Reply:
+        """Answer now, or as an asynchronous job when the client prefers it and the model
+        keeps jobs (`spec.async`)."""
+        if call.respond_async is not None and self.jobs.enabled:
+            return await self.jobs.submit(partial(self._infer_now, call), call.respond_async)
+        return await self._infer_now(call)
+
+    async def _infer_now(self, call: Call) -> Reply:
+        request = self.plane.decode(call.body, call.header_length)
         if self._run_batched is None:
             outputs = await self.plane.run(request)
         else:
@@ -184,28 +209,26 @@ class ServerInfo:
         """HTTP entry for `/v2/...`."""
         return await serve_http(request, self.route_request, self.settings.max_request_bytes)
 
-    async def route_request(self, method: str, path: str, body: bytes, length: int | None) -> Reply:
+    async def route_request(self, call: Call) -> Reply:
         """Server routes, or a model path that no version application owns."""
-        model_path = split_model(path)
+        model_path = split_model(call.path)
         if model_path is not None:
             name, rest = model_path
             table = self.models.get(name)
             if table is None:
                 raise NotFound(f"model {name!r} not found")
-            return await self._forward(table, method, rest, body, length)
-        return await find_handler(self.routes, method, path)(body, length)
+            return await self._forward(table, replace(call, path=rest))
+        return await find_handler(self.routes, call.method, call.path)(call)
 
-    async def _forward(
-        self, table: TrafficTable, method: str, path: str, body: bytes, length: int | None
-    ) -> Reply:
-        """Send a model request on: versioned to its version, infer by the split, the rest to
-        the primary version."""
-        version, rest = split_version(path)
+    async def _forward(self, table: TrafficTable, call: Call) -> Reply:
+        """Send a model request on: versioned to its version, infer by the split, the rest
+        (job results included: any version reads them) to the primary version."""
+        version, rest = split_version(call.path)
         if version is None:
             version = table.pick() if rest == "/infer" else table.primary()
-        return await self.handles.forward(table.app_of(version), method, rest, body, length)
+        return await self.handles.forward(table.app_of(version), replace(call, path=rest))
 
-    async def _metadata(self, body: bytes, header_length: int | None) -> Reply:
+    async def _metadata(self, call: Call) -> Reply:
         return Reply.json(
             {
                 "name": self.settings.server_name,
@@ -214,10 +237,10 @@ class ServerInfo:
             }
         )
 
-    async def _live(self, body: bytes, header_length: int | None) -> Reply:
+    async def _live(self, call: Call) -> Reply:
         return Reply.json({"live": True})
 
-    async def _ready(self, body: bytes, header_length: int | None) -> Reply:
+    async def _ready(self, call: Call) -> Reply:
         return Reply.json({"ready": True})
 
 

@@ -52,12 +52,30 @@ TRITON_BACKENDS = {
 
 
 @dataclass(frozen=True)
+class Call:
+    """One request as the deployments route it, over HTTP or through a DeploymentHandle.
+
+    `respond_async` is the client's `Prefer: respond-async` wait in seconds, None when it asked
+    for none: it travels with the call so a version reached through `/v2` (a canary split)
+    decides as the one owning the model URL would.
+    """
+
+    method: str
+    path: str
+    body: bytes = b""
+    header_length: int | None = None
+    respond_async: float | None = None
+
+
+@dataclass(frozen=True)
 class Reply:
-    """What the transport sends back: status, body and, for binary bodies, the JSON length."""
+    """What the transport sends back: status, body, for binary bodies the JSON length, and any
+    other headers the answer needs (`Location` of an accepted job)."""
 
     status: int
     body: bytes
     header_length: int | None = None
+    headers: tuple[tuple[str, str], ...] = ()
 
     @property
     def content_type(self) -> str:

@@ -40,3 +40,15 @@ class ModelFailure(InferenceError):
     """The model itself raised while computing a prediction (500)."""
 
     status = 500
+
+
+class TooManyRequests(InferenceError):
+    """More work is queued than the model takes; the client should retry later (429)."""
+
+    status = 429
+
+
+class TimedOut(InferenceError):
+    """The work did not finish within its time limit (504)."""
+
+    status = 504

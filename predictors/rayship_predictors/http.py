@@ -2,8 +2,9 @@
 
 Each Serve deployment declares its routes as a table (relative path -> method -> handler) and
 hands every request to `serve_http`, which reads the body under a size limit (the deployment's
-`PredictorSettings.max_request_bytes`, passed in), parses the binary-extension header,
-dispatches, and turns any failure into a V2 error body.
+`PredictorSettings.max_request_bytes`, passed in), parses the binary-extension header and the
+`Prefer` header (RFC 7240's `respond-async` and `wait`), dispatches the resulting `Call`, and
+turns any failure into a V2 error body.
 """
 
 from __future__ import annotations
@@ -14,14 +15,15 @@ from collections.abc import Awaitable, Callable, Mapping
 from starlette.requests import Request
 from starlette.responses import Response
 
-from rayship_predictors.dataplane import Reply
+from rayship_predictors.dataplane import Call, Reply
 from rayship_predictors.errors import BadRequest, InferenceError, NotFound
 
 logger = logging.getLogger(__name__)
 
 HEADER_LENGTH = "inference-header-content-length"
+RESPOND_ASYNC = "respond-async"
 
-Handler = Callable[[bytes, int | None], Awaitable[Reply]]
+Handler = Callable[[Call], Awaitable[Reply]]
 RouteTable = Mapping[str, Mapping[str, Handler]]
 
 
@@ -53,6 +55,24 @@ def header_length(value: str | None) -> int | None:
     if length < 0:
         raise BadRequest(f"Inference-Header-Content-Length must not be negative, got {length}")
     return length
+
+
+def async_wait(prefer_headers: list[str]) -> float | None:
+    """The seconds a client asking `Prefer: respond-async` will wait, else None.
+
+    RFC 7240: preferences are comma-separated tokens, possibly over several headers, with
+    optional `;`-parameters; `wait=<seconds>` is a preference of its own. A preference the
+    server cannot read is ignored rather than refused, so a bad `wait` counts as no wait.
+    """
+    tokens = {}
+    for header in prefer_headers:
+        for preference in header.split(","):
+            name, _, value = preference.split(";")[0].strip().partition("=")
+            tokens[name.strip().lower()] = value.strip().strip('"')
+    if RESPOND_ASYNC not in tokens:
+        return None
+    wait = tokens.get("wait", "0")
+    return float(wait) if wait.isdigit() else 0.0
 
 
 async def read_body(request: Request, limit: int) -> bytes:
@@ -89,7 +109,7 @@ class MethodNotAllowed(InferenceError):
 
 def to_response(reply: Reply) -> Response:
     """A Starlette response for a data-plane reply."""
-    headers = {}
+    headers = dict(reply.headers)
     if reply.header_length is not None:
         headers["Inference-Header-Content-Length"] = str(reply.header_length)
     return Response(reply.body, reply.status, headers=headers, media_type=reply.content_type)
@@ -97,14 +117,20 @@ def to_response(reply: Reply) -> Response:
 
 async def serve_http(
     request: Request,
-    dispatch: Callable[[str, str, bytes, int | None], Awaitable[Reply]],
+    dispatch: Callable[[Call], Awaitable[Reply]],
     body_limit: int,
 ) -> Response:
     """Run one HTTP request through `dispatch`, mapping every failure to a V2 error body."""
     try:
         body = await read_body(request, body_limit) if request.method in ("POST", "PUT") else b""
-        length = header_length(request.headers.get(HEADER_LENGTH))
-        reply = await dispatch(request.method, relative_path(request), body, length)
+        call = Call(
+            request.method,
+            relative_path(request),
+            body,
+            header_length(request.headers.get(HEADER_LENGTH)),
+            async_wait(request.headers.getlist("prefer")),
+        )
+        reply = await dispatch(call)
     except InferenceError as error:
         reply = Reply.error(error)
     except Exception:

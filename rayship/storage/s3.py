@@ -92,7 +92,7 @@ class S3Prefix:
     def version_names(self) -> list[str]:
         """Names of the sub-folders that can be versions, in no particular order."""
         prefix = self.location.prefix
-        with _errors(self.uri):
+        with errors_naming(self.uri):
             pages = self.client.get_paginator("list_objects_v2").paginate(
                 Bucket=self.location.bucket, Prefix=prefix, Delimiter="/"
             )
@@ -106,13 +106,13 @@ class S3Prefix:
     def pointer(self) -> str | None:
         """The stripped content of the `latest` pointer object, or None when there is none."""
         uri = f"{self.uri}{LATEST}"
-        with _errors(uri):
+        with errors_naming(uri):
             try:
                 response = self.client.get_object(
                     Bucket=self.location.bucket, Key=self.location.prefix + LATEST
                 )
             except ClientError as exc:
-                if _code(exc) in _NOT_FOUND_CODES:
+                if is_not_found(exc):
                     return None
                 raise
             body = response["Body"]
@@ -132,7 +132,7 @@ class S3Prefix:
         """
         version_uri = self.version_uri(version)
         version_prefix = f"{self.location.prefix}{version}/"
-        with _errors(version_uri):
+        with errors_naming(version_uri):
             pages = self.client.get_paginator("list_objects_v2").paginate(
                 Bucket=self.location.bucket, Prefix=version_prefix
             )
@@ -151,7 +151,7 @@ class S3Prefix:
 
     def download(self, version: str, key: str, target: Path) -> None:
         """Download one object of a version (relative `key`) to the file `target`."""
-        with _errors(f"{self.version_uri(version)}{key}"):
+        with errors_naming(f"{self.version_uri(version)}{key}"):
             self.client.download_file(
                 self.location.bucket, f"{self.location.prefix}{version}/{key}", str(target)
             )
@@ -161,8 +161,13 @@ def _code(exc: ClientError) -> str:
     return exc.response.get("Error", {}).get("Code", "")
 
 
+def is_not_found(exc: ClientError) -> bool:
+    """Whether S3 answered that the bucket or object does not exist."""
+    return _code(exc) in _NOT_FOUND_CODES
+
+
 @contextmanager
-def _errors(uri: str) -> Iterator[None]:
+def errors_naming(uri: str) -> Iterator[None]:
     """Turn boto3's exceptions into `StorageError`s that name `uri`."""
     try:
         yield

@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import threading
 import time
+import urllib.request
 from collections import Counter
 from pathlib import Path
 from typing import Any
@@ -172,14 +173,39 @@ def test_cli_refuses_a_version_missing_from_storage(stack: Stack) -> None:
     stack.wait_for("cli-missing", ready_on("1"))
 
 
-def test_canary_splits_traffic(stack: Stack) -> None:
+def test_canary_splits_traffic_and_runs_async_jobs(stack: Stack) -> None:
     uri = new_model(stack, "canary")
     canary = {"canary": {"version": "2", "percent": 25}, "readinessDeadlineSeconds": 60}
-    stack.apply(stack.model_deployment("canary", uri, "1", rollout=canary))
+    jobs = {"storageUri": f"{uri}-jobs"}  # the model's bucket, read with its Secret
+    stack.apply(stack.model_deployment("canary", uri, "1", rollout=canary, **{"async": jobs}))
     stack.wait_for("canary", lambda s: s.get("canaryVersion") == "2" and s.get("phase") == "Ready")
     seen = Counter(infer(stack.serve, "canary")["model_version"] for _ in range(400))
     assert set(seen) == {"1", "2"}
     assert 0.17 < seen["2"] / 400 < 0.33, seen
+
+    answers = [async_infer(stack.serve, "canary") for _ in range(4)]
+    assert all(answer["outputs"][1]["data"] == [2] for answer in answers), answers
+
+
+def async_infer(serve: ServeCluster, model: str) -> dict[str, Any]:
+    """One inference asked for as an asynchronous job (wait=0: always a 202), then fetched."""
+    row = {"name": "input", "datatype": "FP32", "shape": [1, 4], "data": ROW[0].tolist()}
+    request = urllib.request.Request(
+        f"{serve.url}/v2/models/{model}/infer",
+        data=json.dumps({"inputs": [row]}).encode(),
+        headers={"Prefer": "respond-async, wait=0", "Content-Type": "application/json"},
+    )
+    with urllib.request.urlopen(request, timeout=30) as accepted:
+        assert accepted.status == 202
+        job_url = f"{serve.url}{accepted.headers['Location']}"
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        with urllib.request.urlopen(job_url, timeout=30) as reply:
+            if reply.status == 200:
+                answer: dict[str, Any] = json.loads(reply.read())
+                return answer
+        time.sleep(0.2)
+    raise AssertionError(f"{job_url} still running after 30 s")
 
 
 def test_operator_restart_mid_rollout_finishes_it(stack: Stack) -> None:

@@ -46,6 +46,9 @@ def apply(plane: ControlPlane, namespace: str, manifest: str) -> tuple[int, str]
         ({"model": {"format": "python", "storageUri": "s3://m/x"}}, "spec.model.python"),
         ({"model": {"format": "pytorch", "storageUri": "s3://m/x"}}, "spec.model.inputs"),
         ({"resources": {"memory": "lots"}}, "spec.resources.memory"),
+        ({"async": {"storageUri": "gs://jobs/x"}}, "spec.async.storageUri"),
+        ({"async": {"resultTtlSeconds": 60}}, "spec.async.storageUri"),
+        ({"async": {"storageUri": "s3://jobs", "maxQueued": 0}}, "spec.async.maxQueued"),
     ],
 )
 def test_invalid_objects_are_refused_naming_the_field(

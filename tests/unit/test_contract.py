@@ -25,6 +25,7 @@ from rayship.contract import (
     version_app_name,
 )
 from rayship.serveconfig import LiveVersion, ModelRouting, compose, version_args
+from rayship.spec import AsyncSpec
 from rayship_predictors.traffic import TrafficTable
 
 
@@ -89,6 +90,19 @@ def test_siblings_round_trip_to_the_version_replicas() -> None:
     assert app["deployments"][0]["name"] == VERSION_DEPLOYMENT
     siblings = VersionUserConfig.from_dict(deployment_user_config(app)).versions
     assert siblings == {"1": "cnn@1", "2": "cnn@2"}
+
+
+def test_async_settings_reach_the_version_replicas_without_restarting_them() -> None:
+    """`spec.async` travels in user_config (a lightweight update), never in the args."""
+    without = through_json(compose([routing(PYTORCH, (("2", 100),))]))["cnn@2"]
+    spec = {**PYTORCH, "async": {"storageUri": "s3://jobs/results", "maxQueued": 5}}
+    with_async = through_json(compose([routing(spec, (("2", 100),))]))["cnn@2"]
+
+    jobs = VersionUserConfig.from_dict(deployment_user_config(with_async)).jobs
+
+    assert jobs == AsyncSpec("s3://jobs/results", max_queued=5)
+    assert VersionUserConfig.from_dict(deployment_user_config(without)).jobs is None
+    assert with_async["args"] == without["args"]
 
 
 def test_the_config_hash_is_readable_where_the_operator_looks() -> None:

@@ -257,7 +257,8 @@ def test_load_file_resolves_relative_file_uris_against_the_yaml_folder(
     path = folder / "models.yaml"
     path.write_text(
         "apiVersion: serving.rayship.io/v1alpha1\nkind: ModelDeployment\nmetadata: {name: a}\n"
-        "spec: {model: {format: onnx, storageUri: 'file:models/a'}}\n---\n"
+        "spec: {model: {format: onnx, storageUri: 'file:models/a'},"
+        " async: {storageUri: 'file:jobs'}}\n---\n"
         "apiVersion: serving.rayship.io/v1alpha1\nkind: ModelDeployment\nmetadata: {name: b}\n"
         "spec: {model: {format: onnx, storageUri: 'file:../shared/b'}}\n---\n"
         "apiVersion: serving.rayship.io/v1alpha1\nkind: ModelDeployment\nmetadata: {name: c}\n"
@@ -267,7 +268,8 @@ def test_load_file_resolves_relative_file_uris_against_the_yaml_folder(
     )
     monkeypatch.chdir(tmp_path)  # so resolving against the working directory would be wrong
 
-    uris = [md.spec.model.storage_uri for md in manifest.load_file(Path("deploy/models.yaml"))]
+    loaded = manifest.load_file(Path("deploy/models.yaml"))
+    uris = [md.spec.model.storage_uri for md in loaded]
 
     assert uris == [
         (folder / "models" / "a").resolve().as_uri(),
@@ -275,6 +277,8 @@ def test_load_file_resolves_relative_file_uris_against_the_yaml_folder(
         "file:///srv/c",
         "s3://m/d",
     ]
+    assert loaded[0].spec.async_ is not None
+    assert loaded[0].spec.async_.storage_uri == (folder / "jobs").resolve().as_uri()
 
 
 def test_load_file_still_refuses_bad_absolute_uris(tmp_path: Path) -> None:

@@ -15,10 +15,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Protocol
 
-from botocore.exceptions import ClientError
-
 from rayship.spec import StorageSpec
-from rayship.storage.s3 import errors_naming, is_not_found, make_client
+from rayship.storage.s3 import errors_naming, make_client, read_object
 from rayship.storage.uris import parse_model_uri
 
 if TYPE_CHECKING:
@@ -56,18 +54,7 @@ class S3JobStore:
 
     def get(self, job_id: str) -> bytes | None:
         """A job's record, or None when there is none."""
-        with errors_naming(self._uri(job_id)):
-            try:
-                response = self.client.get_object(Bucket=self.bucket, Key=self.prefix + job_id)
-            except ClientError as exc:
-                if is_not_found(exc):
-                    return None
-                raise
-            body = response["Body"]
-            try:
-                return body.read()
-            finally:
-                body.close()
+        return read_object(self.client, self.bucket, self.prefix + job_id)
 
     def delete(self, job_id: str) -> None:
         """Remove a job's record; a missing one is not an error (S3 says so itself)."""

@@ -106,20 +106,11 @@ class S3Prefix:
     def pointer(self) -> str | None:
         """The stripped content of the `latest` pointer object, or None when there is none."""
         uri = f"{self.uri}{LATEST}"
-        with errors_naming(uri):
-            try:
-                response = self.client.get_object(
-                    Bucket=self.location.bucket, Key=self.location.prefix + LATEST
-                )
-            except ClientError as exc:
-                if is_not_found(exc):
-                    return None
-                raise
-            body = response["Body"]
-            try:
-                data = body.read(_POINTER_MAX_BYTES)
-            finally:
-                body.close()
+        data = read_object(
+            self.client, self.location.bucket, self.location.prefix + LATEST, _POINTER_MAX_BYTES
+        )
+        if data is None:
+            return None
         try:
             return data.decode("utf-8").strip()
         except UnicodeDecodeError as exc:
@@ -161,9 +152,20 @@ def _code(exc: ClientError) -> str:
     return exc.response.get("Error", {}).get("Code", "")
 
 
-def is_not_found(exc: ClientError) -> bool:
-    """Whether S3 answered that the bucket or object does not exist."""
-    return _code(exc) in _NOT_FOUND_CODES
+def read_object(client: S3Client, bucket: str, key: str, limit: int | None = None) -> bytes | None:
+    """An object's content (its first `limit` bytes when given), or None when there is none."""
+    with errors_naming(f"s3://{bucket}/{key}"):
+        try:
+            response = client.get_object(Bucket=bucket, Key=key)
+        except ClientError as exc:
+            if _code(exc) in _NOT_FOUND_CODES:
+                return None
+            raise
+        body = response["Body"]
+        try:
+            return body.read(limit)
+        finally:
+            body.close()
 
 
 @contextmanager

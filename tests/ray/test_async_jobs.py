@@ -12,8 +12,6 @@ from __future__ import annotations
 import json
 import shutil
 import time
-import urllib.error
-import urllib.request
 from typing import Any, NamedTuple
 
 import numpy as np
@@ -22,6 +20,7 @@ import tritonclient.http as triton
 
 import ray
 from rayship.serveconfig import ModelRouting
+from support.http import http_call
 from support.models import model_deployment, python_model, route
 from support.ray_cluster import ServeCluster
 from support.s3 import S3Server
@@ -95,17 +94,8 @@ def served(
 def call(
     url: str, body: bytes | None = None, headers: dict[str, str] | None = None
 ) -> tuple[int, dict[str, str], bytes]:
-    """(status, headers with lower-case names, body) of one request; errors are answers too."""
-    request = urllib.request.Request(url, data=body, headers=headers or {})
-    try:
-        with urllib.request.urlopen(request, timeout=60) as reply:
-            return reply.status, _lower(reply.headers.items()), reply.read()
-    except urllib.error.HTTPError as error:
-        return error.code, _lower(error.headers.items()), error.read()
-
-
-def _lower(headers: list[tuple[str, str]]) -> dict[str, str]:
-    return {name.lower(): value for name, value in headers}
+    """(status, headers with lower-case names, body) of a GET, or a POST when there is a body."""
+    return http_call(url, "GET" if body is None else "POST", body, headers)
 
 
 def infer_body(values: list[float], **parameters: Any) -> bytes:

@@ -6,9 +6,6 @@ base64 in plain JSON as curl sends them, must come back read right."""
 from __future__ import annotations
 
 import base64
-import json
-import urllib.error
-import urllib.request
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
@@ -18,6 +15,7 @@ import pytest
 import tritonclient.http as triton
 import yaml
 
+from support.http import post_json
 from support.models import build_models, model_deployment, route
 from support.ray_cluster import ServeCluster
 
@@ -78,14 +76,7 @@ def post_base64(
              "data": [base64.b64encode(f).decode() for f in files],
              "parameters": {"content_type": "base64"}}  # fmt: skip
     document = {"inputs": [image], "parameters": parameters or {}}
-    request = urllib.request.Request(
-        f"{served.url}/v2/models/{MODEL}/infer", data=json.dumps(document).encode(), method="POST"
-    )
-    try:
-        with urllib.request.urlopen(request, timeout=120) as response:
-            return response.status, json.loads(response.read())
-    except urllib.error.HTTPError as error:
-        return error.code, json.loads(error.read())
+    return post_json(f"{served.url}/v2/models/{MODEL}/infer", document)
 
 
 def json_outputs(body: dict[str, Any]) -> dict[str, np.ndarray]:

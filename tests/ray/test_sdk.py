@@ -10,8 +10,6 @@ from __future__ import annotations
 
 import json
 import time
-import urllib.error
-import urllib.request
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
@@ -21,6 +19,7 @@ import pytest
 import tritonclient.http as triton
 from tritonclient.utils import InferenceServerException
 
+from support.http import post_json
 from support.models import model_deployment, python_model, route
 from support.ray_cluster import ServeCluster
 
@@ -185,14 +184,7 @@ def client(served: ServeCluster) -> triton.InferenceServerClient:
 
 def post(served: ServeCluster, model: str, document: dict[str, Any]) -> tuple[int, Any]:
     """Status and JSON body of a raw JSON inference request, whatever the status."""
-    request = urllib.request.Request(
-        f"{served.url}/v2/models/{model}/infer", data=json.dumps(document).encode(), method="POST"
-    )
-    try:
-        with urllib.request.urlopen(request, timeout=120) as response:
-            return response.status, json.loads(response.read())
-    except urllib.error.HTTPError as error:
-        return error.code, json.loads(error.read())
+    return post_json(f"{served.url}/v2/models/{model}/infer", document)
 
 
 def gate(served: ServeCluster, model: str, **parameters: Any) -> dict[str, Any]:

@@ -8,8 +8,6 @@ from __future__ import annotations
 
 import json
 import time
-import urllib.error
-import urllib.request
 from collections import Counter
 from pathlib import Path
 from typing import Any
@@ -20,6 +18,7 @@ import pytest
 import tritonclient.http as triton
 from tritonclient.utils import InferenceServerException
 
+from support.http import http_call
 from support.models import (
     FAILING_PREDICTOR,
     V2_DATATYPES,
@@ -100,12 +99,7 @@ def http(
     served: ServeCluster, method: str, path: str, body: bytes | None = None, **headers: str
 ) -> tuple[int, dict[str, str], bytes]:
     """A raw HTTP call; returns status, headers and body, whatever the status."""
-    request = urllib.request.Request(served.url + path, data=body, method=method, headers=headers)
-    try:
-        with urllib.request.urlopen(request, timeout=30) as response:
-            return response.status, dict(response.headers), response.read()
-    except urllib.error.HTTPError as error:
-        return error.code, dict(error.headers), error.read()
+    return http_call(served.url + path, method, body, headers)
 
 
 def infer_json(served: ServeCluster, path: str, payload: Any) -> tuple[int, Any]:

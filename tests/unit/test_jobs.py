@@ -14,11 +14,13 @@ from pathlib import Path
 import pytest
 
 from rayship.spec import AsyncSpec, StorageSpec
+from rayship.storage import StorageError
 from rayship.storage.jobs import FolderJobStore, open_job_store
 from rayship_predictors.dataplane import Reply
 from rayship_predictors.errors import BadRequest, InferenceError, NotFound, TooManyRequests
 from rayship_predictors.http import async_wait
 from rayship_predictors.jobs import LOST_GRACE_SECONDS, AsyncJobs, JobRecord
+from support.s3 import S3Server
 
 SPEC = AsyncSpec(storage_uri="file:///unused", result_ttl_seconds=60, timeout_seconds=30)
 OK = Reply(200, b'{"outputs": []}')
@@ -226,3 +228,26 @@ def test_without_spec_async_requests_are_answered_synchronously(tmp_path: Path) 
     assert asyncio.run(jobs.submit(run, wait_s=0)) == OK
     with pytest.raises(NotFound, match=r"spec\.async is not set"):
         asyncio.run(jobs.answer("0" * 32))
+
+
+def test_the_s3_job_store_on_a_real_s3(s3_server: S3Server) -> None:
+    bucket = s3_server.new_bucket("jobs")
+    store = open_job_store(f"s3://{bucket}/results", "iris", s3_server.storage)
+    record = JobRecord("done", 1.0, 2.0, Reply(200, b"\x00binary\n")).encode()
+
+    assert store.get("0" * 32) is None
+    store.put("0" * 32, record)
+    assert store.get("0" * 32) == record
+    listed = s3_server.client.list_objects_v2(Bucket=bucket)["Contents"]
+    assert [item["Key"] for item in listed] == [f"results/iris/{'0' * 32}"]
+    store.delete("0" * 32)
+    store.delete("0" * 32)  # deleting what is gone is no error
+    assert store.get("0" * 32) is None
+
+
+def test_an_unreachable_s3_job_store_is_a_storage_error(private_s3_server: S3Server) -> None:
+    store = open_job_store("s3://jobs/results", "iris", private_s3_server.storage)
+    private_s3_server.stop()
+
+    with pytest.raises(StorageError, match="s3://jobs/results/iris/"):
+        store.get("0" * 32)

@@ -90,7 +90,7 @@ class Reply:
     @classmethod
     def error(cls, error: InferenceError) -> Reply:
         """The V2 error body for a failure."""
-        return cls(error.status, codec.error_body(error.message))
+        return cls(error.status, codec.error_body(error.message), headers=error.headers)
 
 
 def triton_type(datatype: str) -> str:

@@ -9,13 +9,19 @@ from __future__ import annotations
 
 
 class InferenceError(Exception):
-    """A failure with the HTTP status the V2 protocol assigns to it."""
+    """A failure with the HTTP status the V2 protocol assigns to it, and any headers that
+    status calls for (`Allow` on a 405)."""
 
     status: int = 500
 
-    def __init__(self, message: str) -> None:
+    def __init__(self, message: str, headers: tuple[tuple[str, str], ...] = ()) -> None:
         super().__init__(message)
         self.message = message
+        self.headers = headers
+
+    def __reduce__(self) -> tuple[type[InferenceError], tuple[str, tuple[tuple[str, str], ...]]]:
+        """Pickled whole, headers included, when it crosses a DeploymentHandle."""
+        return type(self), (self.message, self.headers)
 
 
 class BadRequest(InferenceError):

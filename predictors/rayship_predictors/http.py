@@ -10,6 +10,7 @@ turns any failure into a V2 error body.
 from __future__ import annotations
 
 import logging
+import zlib
 from collections.abc import Awaitable, Callable, Mapping
 
 from starlette.requests import Request
@@ -28,9 +29,20 @@ RouteTable = Mapping[str, Mapping[str, Handler]]
 
 
 class PayloadTooLarge(InferenceError):
-    """The body is larger than RAYSHIP_MAX_REQUEST_BYTES (413)."""
+    """The body is larger than RAYSHIP_MAX_REQUEST_BYTES (413), before or after decompression."""
 
     status = 413
+
+
+class UnsupportedEncoding(InferenceError):
+    """A `Content-Encoding` other than gzip, deflate or identity (415)."""
+
+    status = 415
+
+
+DECODERS = {"gzip": 16 + zlib.MAX_WBITS, "deflate": zlib.MAX_WBITS, "x-gzip": 16 + zlib.MAX_WBITS}
+"""zlib window settings per `Content-Encoding`: gzip's header and trailer, or zlib's (HTTP's
+`deflate` is the zlib format, RFC 9110)."""
 
 
 def relative_path(request: Request) -> str:
@@ -90,6 +102,32 @@ async def read_body(request: Request, limit: int) -> bytes:
     return b"".join(chunks)
 
 
+def decode_body(body: bytes, encoding: str | None, limit: int) -> bytes:
+    """The body with its `Content-Encoding` undone, refused past `limit` bytes decompressed.
+
+    tritonclient compresses requests when asked (`request_compression_algorithm`); the limit
+    holds after decompression, so a small compressed body cannot expand into gigabytes.
+    """
+    name = (encoding or "identity").strip().lower()
+    if name == "identity":
+        return body
+    if name not in DECODERS:
+        raise UnsupportedEncoding(
+            f"Content-Encoding {encoding!r} is not supported; use gzip, deflate or none",
+            (("Accept-Encoding", "gzip, deflate"),),
+        )
+    decompressor = zlib.decompressobj(DECODERS[name])
+    try:
+        decoded = decompressor.decompress(body, limit + 1)
+    except zlib.error as error:
+        raise BadRequest(f"the body is not valid {name} data: {error}") from None
+    if len(decoded) > limit:
+        raise PayloadTooLarge(f"request body exceeds {limit} bytes once decompressed")
+    if not decompressor.eof:
+        raise BadRequest(f"the body ends before its {name} data does")
+    return decoded
+
+
 def find_handler(routes: RouteTable, method: str, path: str) -> Handler:
     """The handler for (method, path), or 404/405 as V2 errors."""
     methods = routes.get(path)
@@ -97,7 +135,10 @@ def find_handler(routes: RouteTable, method: str, path: str) -> Handler:
         raise NotFound(f"no route {path or '/'}")
     handler = methods.get(method)
     if handler is None:
-        raise MethodNotAllowed(f"{method} not allowed on {path or '/'}; use {', '.join(methods)}")
+        allowed = ", ".join(methods)
+        raise MethodNotAllowed(
+            f"{method} not allowed on {path or '/'}; use {allowed}", (("Allow", allowed),)
+        )
     return handler
 
 
@@ -122,7 +163,10 @@ async def serve_http(
 ) -> Response:
     """Run one HTTP request through `dispatch`, mapping every failure to a V2 error body."""
     try:
-        body = await read_body(request, body_limit) if request.method in ("POST", "PUT") else b""
+        body = b""
+        if request.method in ("POST", "PUT"):
+            raw = await read_body(request, body_limit)
+            body = decode_body(raw, request.headers.get("content-encoding"), body_limit)
         call = Call(
             request.method,
             relative_path(request),

@@ -161,6 +161,20 @@ def test_iris_matches_the_runtime_in_process(
     assert result.get_response()["model_version"] == version
 
 
+@pytest.mark.parametrize("algorithm", ["gzip", "deflate"])
+def test_compressed_requests_from_tritonclient(
+    client: triton.InferenceServerClient, example_models: Path, algorithm: str
+) -> None:
+    """tritonclient's request compression sets Content-Encoding; the answer must not change."""
+    given = triton.InferInput("input", list(IRIS_ROWS.shape), "FP32")
+    given.set_data_from_numpy(IRIS_ROWS, binary_data=True)
+
+    result = client.infer("iris", [given], request_compression_algorithm=algorithm)
+
+    expected = in_process(example_models, "2", IRIS_ROWS)
+    np.testing.assert_allclose(result.as_numpy("probabilities"), expected["probabilities"])
+
+
 def test_unversioned_url_follows_the_traffic(
     client: triton.InferenceServerClient, example_models: Path
 ) -> None:
@@ -357,8 +371,9 @@ def test_model_failure_is_a_500_without_traceback(served: ServeCluster) -> None:
 
 
 def test_wrong_method_and_unknown_route(served: ServeCluster) -> None:
-    status, _, raw = http(served, "GET", "/v2/models/iris/infer")
+    status, headers, raw = http(served, "GET", "/v2/models/iris/infer")
     assert status == 405
+    assert headers["allow"] == "POST"
     assert "POST" in json.loads(raw)["error"]
     status, _, raw = http(served, "GET", "/v2/models/iris/versions/1/stats")
     assert status == 404

@@ -159,20 +159,24 @@ class ModelTable:
 @dataclass(frozen=True)
 class VersionUserConfig:
     """A version deployment's `user_config`: its model's live versions, for `/versions/<v>`,
-    and where its asynchronous jobs are kept (`spec.async`).
+    where its asynchronous jobs are kept (`spec.async`), and the hashes of the bearer tokens
+    its URLs accept (`rayship.auth`; none: open).
 
     A lightweight update: Serve calls `reconfigure` on the running replicas, so neither moving
-    traffic nor changing how jobs are kept restarts one.
+    traffic, nor changing how jobs are kept, nor rotating a token restarts one.
     """
 
     versions: Mapping[str, str]
     jobs: AsyncSpec | None = None
+    token_hashes: tuple[str, ...] = ()
 
     def to_dict(self) -> dict[str, Any]:
-        """JSON form; `jobs` only when set."""
+        """JSON form; `jobs` and `tokenHashes` only when set."""
         plain: dict[str, Any] = {"versions": dict(self.versions)}
         if self.jobs is not None:
             plain["jobs"] = _plain(self.jobs)
+        if self.token_hashes:
+            plain["tokenHashes"] = list(self.token_hashes)
         return plain
 
     @classmethod
@@ -182,6 +186,7 @@ class VersionUserConfig:
         return cls(
             {str(v): str(app) for v, app in (config.get("versions") or {}).items()},
             from_plain(AsyncSpec, jobs) if jobs else None,
+            tuple(str(h) for h in config.get("tokenHashes") or ()),
         )
 
 

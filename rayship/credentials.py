@@ -22,14 +22,17 @@ import re
 from collections.abc import Mapping, Sequence
 from typing import Any
 
+from rayship.auth import parse_tokens
 from rayship.errors import CredentialsError
-from rayship.spec import EnvFromSource
+from rayship.spec import AuthSpec, EnvFromSource
 from rayship.storage import Credentials
 
 SECRET_KEYS = ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN")
 """The keys read from the storage Secret; the first two are required, the token is optional."""
 
 STORAGE_FIELD = "spec.storage.secretRef"
+
+AUTH_FIELD = "spec.auth.secretRef"
 
 ENV_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 """What the CRD admits as an environment variable name (`spec.runtimeEnv`)."""
@@ -135,6 +138,24 @@ def read_env_from(core: Any, namespace: str, sources: Sequence[EnvFromSource]) -
         data = read_secret(core, namespace, source.secret_ref.name, field)
         variables.update(secret_variables(namespace, source, field, data))
     return variables
+
+
+def auth_tokens(namespace: str, auth: AuthSpec, data: Mapping[str, str] | None) -> tuple[str, ...]:
+    """The tokens in `spec.auth`'s Secret: its `key`, which must hold at least one."""
+    where = _where(namespace, auth.secret_ref.name, AUTH_FIELD)
+    encoded = (data or {}).get(auth.key)
+    if encoded is None:
+        raise CredentialsError(f"{where} lacks {auth.key}")
+    tokens = parse_tokens(decode_value(where, auth.key, encoded))
+    if not tokens:
+        raise CredentialsError(f"{where}: {auth.key} holds no token")
+    return tokens
+
+
+def read_auth_tokens(core: Any, namespace: str, auth: AuthSpec) -> tuple[str, ...]:
+    """Read `spec.auth`'s Secret through `core` and take its tokens (see `auth_tokens`)."""
+    data = read_secret(core, namespace, auth.secret_ref.name, AUTH_FIELD)
+    return auth_tokens(namespace, auth, data)
 
 
 def api_message(error: Any) -> str:

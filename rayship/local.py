@@ -23,7 +23,8 @@ from pathlib import Path
 from types import TracebackType
 from typing import Any
 
-from rayship.credentials import env_from_field
+from rayship.auth import parse_tokens, server_tokens
+from rayship.credentials import AUTH_FIELD, env_from_field
 from rayship.dashboard import DashboardError, ServeDashboard
 from rayship.errors import CredentialsError, InvalidSpec, RayshipError
 from rayship.ingress import ROUTES_PATH, route_table
@@ -140,6 +141,21 @@ class LocalSecrets:
                 found[name] = self.variables[name]
         return found
 
+    def tokens(self, deployment: ModelDeployment) -> tuple[str, ...]:
+        """The bearer tokens the model accepts: the server-wide `RAYSHIP_AUTH_TOKENS` and, for
+        `spec.auth`, the variable named like its Secret key (which must be set)."""
+        tokens = server_tokens(self.variables)
+        auth = deployment.spec.auth
+        if auth is None:
+            return tokens
+        if not parse_tokens(self.variables.get(auth.key, "")):
+            raise CredentialsError(
+                f"ModelDeployment {deployment.name!r}: {AUTH_FIELD} "
+                f"{auth.secret_ref.name!r}: {auth.key} is set neither in the environment nor "
+                f"in {self.env_file}"
+            )
+        return tokens + parse_tokens(self.variables[auth.key])
+
 
 def routing_for(
     deployment: ModelDeployment, store: ModelStore, secrets: LocalSecrets
@@ -158,7 +174,13 @@ def routing_for(
         resolved = store.resolve(model.storage_uri, canary.version)
         live.append(LiveVersion(resolved.version, resolved.digest))
         traffic = [(main.version, 100 - canary.percent), (resolved.version, canary.percent)]
-    return ModelRouting(deployment, tuple(live), tuple(traffic), env_from=env_from)
+    return ModelRouting(
+        deployment,
+        tuple(live),
+        tuple(traffic),
+        env_from=env_from,
+        tokens=secrets.tokens(deployment),
+    )
 
 
 def wait_running(dashboard: ServeDashboard, names: list[str], timeout_s: float) -> None:

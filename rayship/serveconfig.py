@@ -35,6 +35,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
+from rayship.auth import token_hashes
 from rayship.contract import (
     SERVER_APP,
     SERVER_BUILDER,
@@ -88,8 +89,10 @@ class ModelRouting:
     traffic: tuple[tuple[str, int], ...]
     # The replicas' variables that only I/O can know: the storage credentials as AWS_* ...
     environment: dict[str, str] = field(default_factory=dict)
-    # ... and spec.runtimeEnv.envFrom's, read from their Secrets (locally, the environment).
+    # ... and spec.runtimeEnv.envFrom's, read from their Secrets (locally, the environment);
     env_from: dict[str, str] = field(default_factory=dict)
+    # the bearer tokens its URLs accept: spec.auth's and the server-wide ones (none: open).
+    tokens: tuple[str, ...] = ()
 
     @property
     def model_name(self) -> str:
@@ -182,7 +185,9 @@ def _version_app(routing: ModelRouting, live: LiveVersion) -> dict[str, Any]:
                 "name": VERSION_DEPLOYMENT,
                 "max_ongoing_requests": spec.max_ongoing_requests,
                 "ray_actor_options": _actor_options(spec),
-                "user_config": VersionUserConfig(_version_apps(routing), spec.async_).to_dict(),
+                "user_config": VersionUserConfig(
+                    _version_apps(routing), spec.async_, token_hashes(routing.tokens)
+                ).to_dict(),
                 **_scaling(spec),
             }
         ],

@@ -216,6 +216,18 @@ class AsyncSpec:
 
 
 @dataclass(frozen=True)
+class AuthSpec:
+    """Bearer tokens that a model's inference URLs require, from a Secret's `key`.
+
+    The value holds one or more tokens, separated by whitespace or commas: every one is
+    accepted, so a token is rotated by adding the new one, moving clients, removing the old.
+    """
+
+    secret_ref: SecretRef
+    key: str = "tokens"
+
+
+@dataclass(frozen=True)
 class RayClusterRef:
     """A KubeRay RayCluster in the same namespace; absent means the operator's default."""
 
@@ -237,6 +249,7 @@ class ModelDeploymentSpec:
     rollout: RolloutSpec = field(default_factory=RolloutSpec)
     ray_cluster: RayClusterRef | None = None
     async_: AsyncSpec | None = None
+    auth: AuthSpec | None = None
 
 
 def _snake(name: str) -> str:

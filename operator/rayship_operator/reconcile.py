@@ -28,7 +28,7 @@ from rayship.status import AppState
 from rayship.storage import Credentials, ModelStore, ResolvedVersion, StorageError
 from rayship_operator import report
 from rayship_operator.clusters import ClusterRef, Clusters, cluster_for
-from rayship_operator.credentials import read_credentials, read_env_from
+from rayship_operator.credentials import read_auth_tokens, read_credentials, read_env_from
 from rayship_operator.settings import OperatorSettings
 
 logger = logging.getLogger(__name__)
@@ -222,6 +222,7 @@ class Reconciler:
                     md.namespace, storage.secret_ref.name
                 )
             env_from = await read_env_from(md.namespace, md.spec.runtime_env.env_from)
+            tokens = await read_auth_tokens(md.namespace, md.spec.auth)
         except CredentialsError as error:
             unreadable = Problem(Reason.CREDENTIALS_ERROR, str(error))
             return _blocked(unreadable, identity, previous, generation, now)
@@ -247,7 +248,14 @@ class Reconciler:
                 state,
                 Observed(datetime.now(UTC), generation, target, canary, problem, by_version),
             )
-            routing = ModelRouting(md, decision.live, decision.traffic, environment, env_from)
+            routing = ModelRouting(
+                md,
+                decision.live,
+                decision.traffic,
+                environment,
+                env_from,
+                self.settings.server_tokens + tokens,
+            )
             seen = writer.serving(routing)
             writer.assign(key, routing)
             try:

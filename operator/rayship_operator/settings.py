@@ -15,6 +15,8 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass, field
 
+from rayship.auth import server_tokens
+
 
 @dataclass(frozen=True)
 class OperatorSettings:
@@ -77,6 +79,10 @@ class OperatorSettings:
     WARNING, ERROR). INFO shows what the operator did and why (each handler run, rollback and
     write held back) without kopf's per-event DEBUG detail."""
 
+    server_tokens: tuple[str, ...] = field(default=(), repr=False)
+    """RAYSHIP_AUTH_TOKENS: bearer tokens every model accepts (the chart's auth values), beside
+    each ModelDeployment's own (spec.auth); none leaves models without spec.auth open."""
+
     @classmethod
     def from_env(cls, environ: dict[str, str] | None = None) -> OperatorSettings:
         """Settings from environment variables (defaults where unset)."""
@@ -105,4 +111,5 @@ class OperatorSettings:
             peering=env.get("RAYSHIP_PEERING") or None,
             liveness_endpoint=env.get("RAYSHIP_LIVENESS_ENDPOINT", defaults.liveness_endpoint),
             log_level=env.get("RAYSHIP_LOG_LEVEL", defaults.log_level),
+            server_tokens=server_tokens(env),
         )

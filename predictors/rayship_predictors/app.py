@@ -41,6 +41,7 @@ from rayship.contract import (
 from rayship.spec import AsyncSpec
 from rayship.storage import ModelStore
 from rayship.storage.jobs import open_job_store
+from rayship_predictors.auth import OPEN_PATHS, check_bearer
 from rayship_predictors.dataplane import Call, Outcome, Reply, VersionDataPlane
 from rayship_predictors.errors import InferenceError, NotFound
 from rayship_predictors.http import RouteTable, find_handler, serve_http
@@ -90,6 +91,7 @@ class ModelVersion:
         self.siblings = TrafficTable(model_name, {}, ())  # live versions; traffic unused here
         self.handles = VersionHandles()
         self.jobs = AsyncJobs(model_name)
+        self.token_hashes: frozenset[str] = frozenset()
         self.body_limit = settings.max_request_bytes
         self._run_batched: Callable[[InferRequest], Awaitable[Outcome]] | None = None
         self._triton_config = self.plane.triton_config()
@@ -119,6 +121,7 @@ class ModelVersion:
         self.siblings = TrafficTable(self.plane.model_name, user_config.versions, ())
         self.handles.keep_only(set(self.siblings.versions.values()))
         self._configure_jobs(user_config.jobs)
+        self.token_hashes = frozenset(user_config.token_hashes)
 
     def _configure_jobs(self, spec: AsyncSpec | None) -> None:
         store = None
@@ -138,6 +141,8 @@ class ModelVersion:
         """Route one request; also the method other applications call through a handle."""
         version, rest = split_version(below_model(self.plane.model_name, call.path))
         call = replace(call, path=rest)
+        if rest not in OPEN_PATHS:
+            check_bearer(self.plane.model_name, call.authorization, self.token_hashes)
         job_id = split_job(rest)
         if job_id is not None and call.method == "GET":
             return await self.jobs.answer(job_id)

@@ -17,7 +17,7 @@ import copy
 import logging
 from collections.abc import Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 
@@ -56,7 +56,8 @@ class Call:
     """One request as the deployments route it, over HTTP or through a DeploymentHandle.
 
     `respond_async` is the client's `Prefer: respond-async` wait in seconds, None when it asked
-    for none: it travels with the call so a version reached through `/v2` (a canary split)
+    for none, and `authorization` its `Authorization` header (kept out of `repr`, so out of
+    logs): both travel with the call, so a version reached through `/v2` (a canary split)
     decides as the one owning the model URL would.
     """
 
@@ -65,6 +66,7 @@ class Call:
     body: bytes = b""
     header_length: int | None = None
     respond_async: float | None = None
+    authorization: str | None = field(default=None, repr=False)
 
 
 @dataclass(frozen=True)

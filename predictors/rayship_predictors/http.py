@@ -173,6 +173,7 @@ async def serve_http(
             body,
             header_length(request.headers.get(HEADER_LENGTH)),
             async_wait(request.headers.getlist("prefer")),
+            request.headers.get("authorization"),
         )
         reply = await dispatch(call)
     except InferenceError as error:

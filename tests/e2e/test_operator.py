@@ -20,6 +20,7 @@ import pytest
 import tritonclient.http as triton
 
 from e2e.conftest import Stack
+from support.http import http_call
 from support.ray_cluster import ServeCluster
 
 pytestmark = [pytest.mark.e2e, pytest.mark.kube, pytest.mark.ray]
@@ -185,6 +186,26 @@ def test_canary_splits_traffic_and_runs_async_jobs(stack: Stack) -> None:
 
     answers = [async_infer(stack.serve, "canary") for _ in range(4)]
     assert all(answer["outputs"][1]["data"] == [2] for answer in answers), answers
+
+
+def test_tokens_from_a_secret_guard_the_model(stack: Stack) -> None:
+    tokens = {"apiVersion": "v1", "kind": "Secret", "metadata": {"name": "model-tokens"}}
+    stack.apply({**tokens, "stringData": {"tokens": "token-a token-b"}})
+    uri = new_model(stack, "guarded", ("1",))
+    guard = {"secretRef": {"name": "model-tokens"}}
+    stack.apply(stack.model_deployment("guarded", uri, "1", auth=guard))
+    stack.wait_for("guarded", ready_on("1"))
+    url = f"{stack.serve.url}/v2/models/guarded/infer"
+    row = {"name": "input", "datatype": "FP32", "shape": [1, 4], "data": ROW[0].tolist()}
+    body = json.dumps({"inputs": [row]}).encode()
+
+    refused, _, said = http_call(url, "POST", body)
+    served, _, answer = http_call(url, "POST", body, {"Authorization": "Bearer token-b"})
+
+    assert refused == 401, said
+    assert "needs a bearer token" in json.loads(said)["error"]
+    assert served == 200, answer
+    assert "token-a" not in stack.operator.tail()
 
 
 def async_infer(serve: ServeCluster, model: str) -> dict[str, Any]:

@@ -235,6 +235,13 @@ def test_ray_auth_token_comes_from_a_secret(control_plane: ControlPlane) -> None
     assert "RAY_AUTH_TOKEN" not in container_env(one(render(control_plane), "Deployment"))
 
 
+def test_server_wide_inference_tokens_come_from_a_secret(control_plane: ControlPlane) -> None:
+    docs = render(control_plane, "--set", "auth.existingSecret=model-tokens")
+    env = container_env(one(docs, "Deployment"))
+    assert env["RAYSHIP_AUTH_TOKENS"] == {"secretKeyRef": {"name": "model-tokens", "key": "tokens"}}
+    assert "RAYSHIP_AUTH_TOKENS" not in container_env(one(render(control_plane), "Deployment"))
+
+
 def test_cluster_wide_rbac_is_exactly_what_the_operator_uses(control_plane: ControlPlane) -> None:
     objects = index(render(control_plane))
     assert rules(objects["ClusterRole", "rayship-operator"]) == WATCH_RULES | CRD_RULES

@@ -49,6 +49,8 @@ def apply(plane: ControlPlane, namespace: str, manifest: str) -> tuple[int, str]
         ({"async": {"storageUri": "gs://jobs/x"}}, "spec.async.storageUri"),
         ({"async": {"resultTtlSeconds": 60}}, "spec.async.storageUri"),
         ({"async": {"storageUri": "s3://jobs", "maxQueued": 0}}, "spec.async.maxQueued"),
+        ({"auth": {"key": "tokens"}}, "spec.auth.secretRef"),
+        ({"auth": {"secretRef": {"name": "t"}, "key": "no spaces"}}, "spec.auth.key"),
     ],
 )
 def test_invalid_objects_are_refused_naming_the_field(

@@ -4,6 +4,8 @@ with ourselves. Every malformed request must become BadRequest naming what is wr
 
 from __future__ import annotations
 
+import json
+import math
 from typing import Any
 
 import numpy as np
@@ -492,6 +494,12 @@ BAD_REQUESTS = [
         id="bytes-number",
     ),
     pytest.param(
+        b'{"inputs": [{"name": "x", "datatype": "FP32", "shape": [1], "data": [NaN]}]}',
+        None,
+        ["malformed"],
+        id="nan-token-in-json-data",
+    ),
+    pytest.param(
         *raw({**one_input(datatype="INT8", shape=[1], data=[1]), "parameters": []}),
         ["'parameters'", "object"],
         id="parameters-not-object",
@@ -549,6 +557,122 @@ def test_malformed_request_is_bad_request_naming_the_problem(
     assert caught.value.status == 400
     for fragment in fragments:
         assert fragment in caught.value.message
+
+
+# --- request shapes -------------------------------------------------------------------------
+
+FRAMINGS = ["json-flat", "json-nested", "binary"]
+
+
+def shaped(datatype: str, shape: list[Any], framing: str, count: int) -> tuple[bytes, int | None]:
+    """A one-input request declaring `shape` and carrying `count` elements in `framing`.
+
+    Written by the standard json module, which (unlike orjson) writes integers of any size.
+    """
+    spec: dict[str, Any] = {"name": "x", "datatype": datatype, "shape": shape}
+    if framing == "binary":
+        if datatype == "BYTES":
+            payload = length_prefixed(b"a") * count
+        else:
+            payload = bytes(V2_TO_NUMPY[datatype].itemsize * count)
+        spec["parameters"] = {"binary_data_size": len(payload)}
+        header = json.dumps({"inputs": [spec]}).encode()
+        return header + payload, len(header)
+    elements = [{"BYTES": "a", "BOOL": True}.get(datatype, 1)] * count
+    spec["data"] = elements if framing == "json-flat" else [elements]
+    return json.dumps({"inputs": [spec]}).encode(), None
+
+
+BAD_SHAPES = [
+    pytest.param([0, 2**63], 0, "is too large for numpy", id="zero-beside-2**63"),
+    pytest.param([0, 2**40, 2**40], 0, "is too large for numpy", id="zero-beside-2**80"),
+    pytest.param([0, 2**62], 0, "is too large for numpy", id="zero-beside-2**62"),
+    pytest.param([2**31, 2**31, 2], 0, "is too large for numpy", id="2**63-elements"),
+    pytest.param([1] * 65, 1, "65 dimensions; numpy arrays have at most 64", id="65-dims"),
+    pytest.param([0] * 65, 0, "65 dimensions; numpy arrays have at most 64", id="65-zeros"),
+    pytest.param([2, -1], 0, "has a negative dimension", id="negative"),
+    pytest.param([0, -(2**63)], 0, "has a negative dimension", id="zero-beside-negative"),
+    # orjson reads integers beyond 64 bits as floats, so this one is not an integer either.
+    pytest.param([0, 2**64], 0, "'shape' must be a list of integers", id="zero-beside-2**64"),
+    pytest.param([2, 1.0], 2, "'shape' must be a list of integers", id="float-dimension"),
+    pytest.param([True, 1], 1, "'shape' must be a list of integers", id="bool-dimension"),
+    pytest.param([2**20, 2**20], 3, "needs", id="more-than-the-body-carries"),
+]
+
+
+@pytest.mark.parametrize("framing", FRAMINGS)
+@pytest.mark.parametrize("datatype", ["FP32", "BYTES"])
+@pytest.mark.parametrize(("shape", "count", "fragment"), BAD_SHAPES)
+def test_shape_numpy_cannot_hold_is_bad_request_naming_the_input(
+    shape: list[Any], count: int, fragment: str, datatype: str, framing: str
+) -> None:
+    with pytest.raises(BadRequest) as caught:
+        codec.decode_request(*shaped(datatype, shape, framing, count))
+
+    assert caught.value.message.startswith("input 'x': ")
+    assert fragment in caught.value.message
+
+
+@pytest.mark.parametrize("framing", FRAMINGS)
+@pytest.mark.parametrize(
+    ("datatype", "shape"),
+    [
+        ("UINT8", [0, 2**62]),
+        ("UINT8", [0, 2**63 - 1]),
+        ("BOOL", [2**61, 0, 2]),
+        ("FP64", [0, 2**60 - 1]),
+        ("BYTES", [2**30, 0, 2**29]),
+        ("FP32", [1] * 64),
+        ("BYTES", [0] * 64),
+    ],
+)
+def test_shape_numpy_holds_is_accepted_also_empty_beside_huge_dimensions(
+    datatype: str, shape: list[int], framing: str
+) -> None:
+    request = codec.decode_request(*shaped(datatype, shape, framing, math.prod(shape)))
+
+    assert request.inputs["x"].shape == tuple(shape)
+    assert request.inputs["x"].dtype == V2_TO_NUMPY[datatype]
+
+
+@pytest.mark.parametrize("request_id", ["", "é-ü"], ids=["ascii", "multibyte"])
+def test_binary_body_without_header_length_says_the_header_is_missing(request_id: str) -> None:
+    body, header_length = client_request(
+        {"x": (SAMPLES["FP32"], True), "s": (NOT_UTF8, True)}, request_id=request_id
+    )
+
+    with pytest.raises(BadRequest) as caught:
+        codec.decode_request(body, None)
+
+    assert caught.value.message == (
+        "the body is not JSON; a binary tensor body needs the Inference-Header-Content-Length "
+        "header giving the length of its JSON part "
+        f"(this body's JSON part seems to be its first {header_length} bytes)"
+    )
+
+
+def test_binary_body_of_text_bytes_without_header_length_says_the_header_is_missing() -> None:
+    body, header_length = raw(
+        one_input(datatype="UINT8", shape=[2], parameters={"binary_data_size": 2}), b"ab"
+    )
+
+    with pytest.raises(BadRequest) as caught:
+        codec.decode_request(body, None)
+
+    assert "Inference-Header-Content-Length" in caught.value.message
+    assert f"first {header_length} bytes" in caught.value.message
+
+
+@pytest.mark.parametrize(
+    "body",
+    [b'{"inputs": [', b"[1]\x00\x01", b'"text"\x80', b"\x80\x00{}", b"[" * 100_000],
+    ids=["truncated", "array-prefix", "string-prefix", "binary-first", "deep-nesting"],
+)
+def test_body_without_a_json_object_prefix_is_plain_malformed_json(body: bytes) -> None:
+    with pytest.raises(BadRequest) as caught:
+        codec.decode_request(body, None)
+
+    assert "malformed" in caught.value.message
 
 
 # --- responses ------------------------------------------------------------------------------
@@ -701,22 +825,65 @@ def test_unknown_requested_output_is_bad_request_naming_it() -> None:
 
 
 @pytest.mark.parametrize(
-    ("array", "fragment"),
+    ("output", "fragment"),
     [
         (np.array([1 + 2j]), "complex128"),
         (np.array([b"a", 5], dtype=object), "got int"),
+        (np.array([1.5], dtype=">f4"), ">f4"),
+        ([1.5, 2.5], "must be a numpy array, got list"),
+        (None, "must be a numpy array, got NoneType"),
+        (np.array(["ok", "\ud800"], dtype=object), "lone surrogate"),
+        (np.array(["\ud800"]), "lone surrogate"),
     ],
-    ids=["complex", "object-int"],
+    ids=[
+        "complex",
+        "object-int",
+        "big-endian",
+        "list",
+        "none",
+        "object-surrogate",
+        "str-surrogate",
+    ],
 )
 @pytest.mark.parametrize("binary", [False, True], ids=["json", "binary"])
 def test_output_the_protocol_cannot_carry_is_a_model_failure(
-    array: np.ndarray, fragment: str, binary: bool
+    output: Any, fragment: str, binary: bool
 ) -> None:
     with pytest.raises(ModelFailure) as caught:
-        encode({"y": array}, binary_output=binary)
+        encode({"y": output}, binary_output=binary)
 
     assert "output 'y'" in caught.value.message
     assert fragment in caught.value.message
+
+
+@pytest.mark.parametrize("binary", [False, True], ids=["json", "binary"])
+@pytest.mark.parametrize(
+    "output",
+    [np.float32(1.5), np.ma.masked_array([1, 2], mask=[False, True])],
+    ids=["numpy-scalar", "masked-array"],
+)
+def test_numpy_scalars_and_array_subclasses_go_out_as_plain_arrays(
+    output: Any, binary: bool
+) -> None:
+    body, header_length = encode({"y": output}, binary_output=binary)
+
+    got = client_parse(body, header_length).as_numpy("y")
+    assert got.shape == np.shape(output)
+    assert got.tolist() == np.asarray(output).tolist()
+
+
+@pytest.mark.parametrize("datatype", ["FP16", "FP32", "FP64"])
+def test_non_finite_json_outputs_are_tokens_tritonclient_reads_back(datatype: str) -> None:
+    array = np.array([[np.nan, np.inf, 0.1], [-np.inf, -0.0, np.nan]], dtype=V2_TO_NUMPY[datatype])
+
+    body, header_length = encode({"y": array})
+
+    assert header_length is None
+    assert b"[NaN,Infinity,0.1,-Infinity,-0.0,NaN]" in body.replace(b"0.099975586", b"0.1")
+    got = client_parse(body, header_length).as_numpy("y")
+    assert got.dtype == array.dtype
+    np.testing.assert_array_equal(got, array)
+    assert np.signbit(got).tolist() == np.signbit(array).tolist()
 
 
 def test_decode_then_encode_echoes_the_request() -> None:

@@ -9,10 +9,26 @@ speed, both measured by bench/codec_bench.py. Binary tensors are zero-copy `np.f
 views over the request body (so they are read-only), JSON tensors go through one `np.asarray`
 call, and responses are serialized by orjson straight from numpy. Only BYTES tensors are
 walked element by element, because their layout is per element.
+
+Shapes: a declared shape is accepted exactly when numpy can hold an array of it, so that no
+reshape can fail after the checks. numpy caps the number of dimensions (64 since numpy 2.0, 32
+before) and refuses any shape whose nonzero dimensions times the item size exceed the largest
+intp (2**63 - 1 bytes on 64-bit hosts), even when another dimension is 0: `[0, 2**60]` of UINT8
+is an empty tensor like any other, `[0, 2**40, 2**40]` is refused as too large. Every other
+dimension must then match the data in the body, which bounds the tensor by the body's size.
+
+Non-finite floats: JSON has no NaN or infinity, and the V2 spec does not say how to send them.
+JSON responses write them as the bare tokens `NaN`, `Infinity` and `-Infinity`, as Triton does
+(its TritonJson writer sets rapidjson's kWriteNanAndInfFlag) and as tritonclient.http reads
+back (it parses with python-rapidjson, which accepts those tokens), so the same float arrives;
+strict JSON parsers refuse them, and a client that needs strict JSON asks for binary outputs.
+Requests cannot use those tokens in JSON `data`: orjson, our parser, refuses them as malformed
+JSON, so non-finite inputs travel as binary data.
 """
 
 from __future__ import annotations
 
+import json
 import math
 import struct
 from collections.abc import Iterator, Mapping
@@ -43,6 +59,12 @@ _JSON_OPTIONS = orjson.OPT_SERIALIZE_NUMPY
 # sent JSON or binary tensors, and requests that differ only in framing can share a batch.
 _BINARY_OUTPUT = "binary_data_output"
 _BINARY_SIZE = "binary_data_size"
+# numpy's NPY_MAXDIMS, which numpy does not export.
+_MAX_DIMS = 64 if np.lib.NumpyVersion(np.__version__) >= "2.0.0" else 32
+# The most bytes numpy lets an array's nonzero dimensions span, whatever its size.
+_MAX_BYTES = int(np.iinfo(np.intp).max)
+_FLOAT_TOKENS = {"nan": b"NaN", "inf": b"Infinity", "-inf": b"-Infinity"}
+_JSON_WHITESPACE = " \t\n\r"
 
 JSON: TypeAlias = dict[str, "JSON"] | list["JSON"] | str | int | float | bool | None
 """A value as parsed from JSON: what `parameters` hold."""
@@ -153,7 +175,8 @@ def encode_response(  # noqa: PLR0917 - the data plane calls it positionally, as
     """
     descriptors: list[dict[str, Any]] = []
     chunks: list[bytes | memoryview] = []
-    for name, array, binary in _selection(outputs, requested, binary_output):
+    for name, value, binary in _selection(outputs, requested, binary_output):
+        array = _output_array(name, value)
         datatype = _output_datatype(name, array)
         descriptor: dict[str, Any] = {"name": name, "datatype": datatype, "shape": array.shape}
         if binary:
@@ -200,10 +223,34 @@ def _json_header(body: bytes, header_length: int | None) -> dict[str, Any]:
     try:
         document = orjson.loads(text)
     except orjson.JSONDecodeError as error:
+        if header_length is None and (json_length := _json_prefix_length(body)) is not None:
+            raise BadRequest(
+                "the body is not JSON; a binary tensor body needs the "
+                "Inference-Header-Content-Length header giving the length of its JSON part "
+                f"(this body's JSON part seems to be its first {json_length} bytes)"
+            ) from None
         raise BadRequest(f"the request JSON is malformed: {error}") from None
     if not isinstance(document, dict):
         raise BadRequest("the request JSON must be an object")
     return document
+
+
+def _json_prefix_length(body: bytes) -> int | None:
+    """The byte length of the JSON object `body` starts with, when more than whitespace follows.
+
+    That is how a binary tensor body looks when the client left out its header length. Only
+    called once orjson has refused the body, so the slower standard parser costs nothing on
+    good requests; surrogateescape keeps the binary bytes from failing the text decode.
+    """
+    text = body.decode(errors="surrogateescape")
+    start = len(text) - len(text.lstrip(_JSON_WHITESPACE))
+    try:
+        document, end = json.JSONDecoder().raw_decode(text, start)
+    except (ValueError, RecursionError):  # not even a JSON prefix
+        return None
+    if not isinstance(document, dict) or not text[end:].strip(_JSON_WHITESPACE):
+        return None
+    return len(text[:end].encode(errors="surrogateescape"))
 
 
 def _optional_str(obj: Mapping[str, Any], key: str, where: str) -> str | None:
@@ -318,7 +365,7 @@ def _decode_input(
         raise BadRequest(
             f"{where}: unknown datatype '{datatype}'; expected one of {', '.join(V2_TO_NUMPY)}"
         )
-    shape = _shape(spec.get("shape"), where)
+    shape = _shape(spec.get("shape"), where, datatype)
     size = parameters.get(_BINARY_SIZE)
     if size is None:
         if "data" not in spec:
@@ -331,11 +378,27 @@ def _decode_input(
     return datatype, _from_binary(where, datatype, shape, binary.take(where, size))
 
 
-def _shape(value: Any, where: str) -> tuple[int, ...]:
+def _shape(value: Any, where: str, datatype: str) -> tuple[int, ...]:
+    """The declared shape, refused unless numpy can hold a `datatype` array of it.
+
+    Checked before any data is read, with numpy's own rules (see the module docstring), so
+    the reshapes below cannot fail, also for empty tensors with huge dimensions.
+    """
     if not isinstance(value, list) or any(type(dim) is not int for dim in value):
         raise BadRequest(f"{where}: 'shape' must be a list of integers")
+    if len(value) > _MAX_DIMS:
+        raise BadRequest(
+            f"{where}: shape has {len(value)} dimensions; numpy arrays have at most {_MAX_DIMS}"
+        )
     if any(dim < 0 for dim in value):
         raise BadRequest(f"{where}: shape {_show(value)} has a negative dimension")
+    span = math.prod(dim for dim in value if dim) * V2_TO_NUMPY[datatype].itemsize
+    if span > _MAX_BYTES:
+        raise BadRequest(
+            f"{where}: shape {_show(value)} of {datatype} is too large for numpy: its nonzero "
+            f"dimensions span {span} bytes, over the limit of {_MAX_BYTES} (even when another "
+            "dimension is 0)"
+        )
     return tuple(value)
 
 
@@ -486,6 +549,17 @@ def _selection(
     return selection
 
 
+def _output_array(name: str, value: object) -> np.ndarray:
+    """The output as a plain ndarray: numpy scalars and ndarray subclasses are accepted.
+
+    Anything else is the model's fault. Subclasses (masked arrays, matrices) become their
+    base array, the only kind orjson serializes (a masked array's hidden values go out).
+    """
+    if not isinstance(value, np.ndarray | np.generic):
+        raise ModelFailure(f"output '{name}' must be a numpy array, got {type(value).__name__}")
+    return np.asarray(value)
+
+
 def _output_datatype(name: str, array: np.ndarray) -> str:
     """The output's V2 datatype; an unencodable dtype is the model's fault, not the client's."""
     try:
@@ -494,30 +568,53 @@ def _output_datatype(name: str, array: np.ndarray) -> str:
         raise ModelFailure(f"output '{name}': {error}") from None
 
 
-def _json_data(name: str, datatype: str, array: np.ndarray) -> np.ndarray | list[str]:
+def _json_data(
+    name: str, datatype: str, array: np.ndarray
+) -> np.ndarray | list[str] | orjson.Fragment:
     """A flat row-major `data` value; orjson writes numeric arrays itself.
 
     That includes FP16 (orjson >= 3.10, the project's floor), so FP16 goes out as JSON numbers
-    without a float32 copy. NaN and infinities have no JSON form: orjson writes them as null.
+    without a float32 copy. Only floats holding NaN or infinities take a slower path.
     """
     if datatype == "BYTES":
         return _texts(name, array)
-    return array.ravel()
+    flat = array.ravel()
+    if flat.dtype.kind == "f" and not np.isfinite(flat).all():
+        return _non_finite_floats(flat)
+    return flat
+
+
+def _non_finite_floats(flat: np.ndarray) -> orjson.Fragment:
+    """Floats with NaN or infinities, written with the tokens the module docstring explains.
+
+    orjson writes each non-finite value as `null` (the only `null`s in a list of numbers), so
+    those are swapped for tokens, in order, keeping orjson's formatting of every other value.
+    """
+    pieces = orjson.dumps(flat, option=_JSON_OPTIONS).split(b"null")
+    tokens = [_FLOAT_TOKENS[str(value)] for value in flat[~np.isfinite(flat)].tolist()]
+    written = [pieces[0]]
+    for token, piece in zip(tokens, pieces[1:], strict=True):
+        written += (token, piece)
+    return orjson.Fragment(b"".join(written))
 
 
 def _texts(name: str, array: np.ndarray) -> list[str]:
-    texts: list[str] = []
-    for item in array.ravel().tolist():
-        if isinstance(item, str):
-            texts.append(item)
-            continue
-        try:
-            texts.append(_element_bytes(name, item).decode())
-        except UnicodeDecodeError:
-            raise BadRequest(
-                f"output '{name}' holds bytes that are not valid UTF-8, which JSON cannot "
-                "carry; request it with parameters.binary_data=true"
-            ) from None
+    """BYTES elements as JSON strings: str as is, bytes decoded (else binary framing is needed).
+
+    The strings are checked for what UTF-8 cannot encode all at once, in one join, rather than
+    encoded one by one: outputs of many short strings are the common case.
+    """
+    try:
+        texts = [
+            item if isinstance(item, str) else _element_bytes(name, item).decode()
+            for item in array.ravel().tolist()
+        ]
+    except UnicodeDecodeError:
+        raise BadRequest(
+            f"output '{name}' holds bytes that are not valid UTF-8, which JSON cannot "
+            "carry; request it with parameters.binary_data=true"
+        ) from None
+    _element_bytes(name, "".join(texts))  # only to raise on a lone surrogate
     return texts
 
 
@@ -536,13 +633,22 @@ def _binary_chunk(name: str, datatype: str, array: np.ndarray) -> bytes | memory
 def _length_prefixed(name: str, array: np.ndarray) -> bytes:
     parts: list[bytes] = []
     for item in array.ravel().tolist():
-        data = item.encode() if isinstance(item, str) else _element_bytes(name, item)
+        data = _element_bytes(name, item)
         parts.append(_LENGTH_PREFIX.pack(len(data)))
         parts.append(data)
     return b"".join(parts)
 
 
 def _element_bytes(name: str, item: Any) -> bytes:
+    """One BYTES element as bytes: str is UTF-8 encoded, anything else is the model's fault."""
+    if isinstance(item, str):
+        try:
+            return item.encode()
+        except UnicodeEncodeError:
+            raise ModelFailure(
+                f"output '{name}': a BYTES element is a str that UTF-8 cannot encode "
+                "(it holds a lone surrogate)"
+            ) from None
     if not isinstance(item, bytes):
         raise ModelFailure(
             f"output '{name}': BYTES elements must be bytes or str, got {type(item).__name__}"

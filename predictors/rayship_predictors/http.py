@@ -13,7 +13,7 @@ import logging
 import zlib
 from collections.abc import Awaitable, Callable, Mapping
 
-from starlette.requests import Request
+from starlette.requests import ClientDisconnect, Request
 from starlette.responses import Response
 
 from rayship_predictors.dataplane import Call, Reply
@@ -23,6 +23,7 @@ logger = logging.getLogger(__name__)
 
 HEADER_LENGTH = "inference-header-content-length"
 RESPOND_ASYNC = "respond-async"
+CLIENT_CLOSED_REQUEST = 499  # the status proxies log for a client that left (nginx's)
 
 Handler = Callable[[Call], Awaitable[Reply]]
 RouteTable = Mapping[str, Mapping[str, Handler]]
@@ -178,6 +179,10 @@ async def serve_http(
         reply = await dispatch(call)
     except InferenceError as error:
         reply = Reply.error(error)
+    except ClientDisconnect:
+        # The client left while sending its body: nobody to answer, and nothing failed.
+        logger.debug("client disconnected during %s %s", request.method, request.url.path)
+        return Response(status_code=CLIENT_CLOSED_REQUEST)
     except Exception:
         logger.exception("unexpected failure serving %s %s", request.method, request.url.path)
         reply = Reply.error(InferenceError("internal error; see the replica's log"))

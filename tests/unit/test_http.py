@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+import asyncio
 import gzip
+import logging
 import pickle
 import zlib
 
 import pytest
+from starlette.requests import Request
 
+from rayship_predictors.dataplane import Call, Reply
 from rayship_predictors.errors import BadRequest, InferenceError
 from rayship_predictors.http import (
     MethodNotAllowed,
@@ -15,6 +19,7 @@ from rayship_predictors.http import (
     UnsupportedEncoding,
     decode_body,
     find_handler,
+    serve_http,
 )
 
 BODY = b'{"inputs": [{"name": "x", "datatype": "FP32", "shape": [1], "data": [1.0]}]}'
@@ -81,3 +86,21 @@ def test_errors_keep_their_headers_across_a_handle() -> None:
         error.message,
         error.headers,
     )
+
+
+def test_a_client_that_leaves_mid_body_is_no_failure(caplog: pytest.LogCaptureFixture) -> None:
+    """Starlette raises ClientDisconnect while the body is read; it is not logged as an error."""
+    messages = iter([{"type": "http.request", "body": b"{", "more_body": True}])
+
+    async def receive() -> dict[str, object]:
+        return next(messages, {"type": "http.disconnect"})
+
+    scope = {"type": "http", "method": "POST", "path": "/v2/models/m/infer", "headers": []}
+
+    async def dispatch(call: Call) -> Reply:
+        raise AssertionError("never dispatched")
+
+    response = asyncio.run(serve_http(Request(scope, receive), dispatch, LIMIT))
+
+    assert response.status_code == 499
+    assert not [r for r in caplog.records if r.levelno >= logging.WARNING]

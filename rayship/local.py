@@ -292,18 +292,37 @@ class LocalRay:
             shutil.rmtree(self._haproxy_dir, ignore_errors=True)
 
 
+GRPC_MESSAGE_LIMIT = "RAY_SERVE_REPLICA_GRPC_MAX_MESSAGE_LENGTH"
+LOG_BUFFER = "RAY_SERVE_REQUEST_PATH_LOG_BUFFER_SIZE"
+FALLBACK_PROXY_PORTS = ("RAY_SERVE_FALLBACK_PROXY_HTTP_PORT", "RAY_SERVE_FALLBACK_PROXY_GRPC_PORT")
+
+
 def serve_environment(current: Mapping[str, str], haproxy_dir: Path) -> dict[str, str]:
     """Environment variables for a local Ray's Serve, on top of `current` (which wins).
 
     Throughput-optimized mode with HAProxy unless the caller set RAY_SERVE_THROUGHPUT_OPTIMIZED
-    to 0. HAProxy's stats and metrics listeners get free ports instead of Serve's fixed 8404
-    and 9101, and its files live in `haproxy_dir` instead of Serve's shared /tmp/haproxy-serve,
-    so several local Rays (parallel test sessions) can run on one machine.
+    to 0. HAProxy's stats and metrics listeners and Serve's fallback proxy get free ports
+    instead of Serve's fixed 8404, 9101, 8500 and 9500, and HAProxy's files live in
+    `haproxy_dir` instead of Serve's shared /tmp/haproxy-serve, so several local Rays (parallel
+    test sessions, two `rayship serve`) can run on one machine.
     """
     env: dict[str, str] = {}
     if current.get(THROUGHPUT_OPTIMIZED, "1") != "1":
         return env
     env[THROUGHPUT_OPTIMIZED] = "1"
+    # Throughput mode sends DeploymentHandle calls over Serve's gRPC transport, whose receivers
+    # take 4 MiB by default: a canary split or a sibling's /versions/<v> URL failed on bodies
+    # (or answers) the model's own URL carried. The HTTP layer bounds requests to
+    # RAYSHIP_MAX_REQUEST_BYTES; this lets handles carry whatever that admits, and answers.
+    env[GRPC_MESSAGE_LIMIT] = current.get(GRPC_MESSAGE_LIMIT) or str(2**31 - 1)
+    # Serve's fallback proxy binds fixed ports with SO_REUSEPORT: two local Rays would share
+    # them, and HAProxy could hand a request to the other Ray's proxy.
+    for name in FALLBACK_PROXY_PORTS:
+        env[name] = current.get(name) or str(free_port())
+    # Throughput mode buffers a replica's log records (1000), flushing on ERROR records of Serve's
+    # own logger only: a model failure's traceback, which reaches it through stderr at INFO, was
+    # not in the log when the 500 said to look there. Access logs are off, so records are rare.
+    env[LOG_BUFFER] = current.get(LOG_BUFFER) or "1"
     if current.get(HAPROXY, "1") == "1":
         env[HAPROXY] = "1"
         for name in ("RAY_SERVE_HAPROXY_STATS_PORT", "RAY_SERVE_HAPROXY_METRICS_PORT"):

@@ -368,6 +368,21 @@ def test_model_failure_is_a_500_without_traceback(served: ServeCluster) -> None:
     assert "Traceback" not in body["error"]
     good = {"inputs": [{"name": "x", "datatype": "FP32", "shape": [1], "data": [3]}]}
     assert infer_json(served, "/v2/models/fragile/infer", good)[0] == 200
+    # "see the replica's log" must be true at once, not after Serve's log buffer fills
+    assert replica_log_shows("fragile@1", "ZeroDivisionError: negative input reached a division")
+
+
+def replica_log_shows(app: str, text: str, within_s: float = 15) -> bool:
+    """Whether `text` reaches a log file of one of `app`'s replicas within `within_s`."""
+    from ray._private import worker  # the only way to the session's folder
+
+    folder = Path(worker._global_node.get_session_dir_path()) / "logs" / "serve"
+    deadline = time.monotonic() + within_s
+    while time.monotonic() < deadline:
+        if any(text in log.read_text() for log in folder.glob(f"replica_{app}_*.log")):
+            return True
+        time.sleep(0.5)
+    return False
 
 
 def test_wrong_method_and_unknown_route(served: ServeCluster) -> None:

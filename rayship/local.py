@@ -12,6 +12,7 @@ from __future__ import annotations
 import logging
 import os
 import re
+import resource
 import shutil
 import signal
 import socket
@@ -27,6 +28,7 @@ from rayship.auth import parse_tokens, server_tokens
 from rayship.credentials import AUTH_FIELD, env_from_field
 from rayship.dashboard import DashboardError, ServeDashboard
 from rayship.errors import CredentialsError, InvalidSpec, RayshipError
+from rayship.haproxy import write_launcher
 from rayship.ingress import ROUTES_PATH, route_table
 from rayship.manifest import ModelDeployment
 from rayship.serveconfig import (
@@ -259,6 +261,7 @@ class LocalRay:
         # caller's own environment is left as it was afterwards.
         saved = dict(os.environ)
         self._haproxy_dir = Path(tempfile.mkdtemp(prefix="rayship-haproxy-"))
+        write_launcher(self._haproxy_dir)
         os.environ.update(serve_environment(os.environ, self._haproxy_dir))
         try:
             ray.init(
@@ -294,6 +297,8 @@ class LocalRay:
 
 GRPC_MESSAGE_LIMIT = "RAY_SERVE_REPLICA_GRPC_MAX_MESSAGE_LENGTH"
 LOG_BUFFER = "RAY_SERVE_REQUEST_PATH_LOG_BUFFER_SIZE"
+HAPROXY_MAXCONN = "RAY_SERVE_HAPROXY_MAXCONN"
+HAPROXY_CLIENT_TIMEOUT = "RAY_SERVE_HAPROXY_TIMEOUT_CLIENT_S"
 FALLBACK_PROXY_PORTS = ("RAY_SERVE_FALLBACK_PROXY_HTTP_PORT", "RAY_SERVE_FALLBACK_PROXY_GRPC_PORT")
 
 
@@ -331,7 +336,23 @@ def serve_environment(current: Mapping[str, str], haproxy_dir: Path) -> dict[str
         env["RAY_SERVE_HAPROXY_SOCKET_PATH"] = str(haproxy_dir / "admin.sock")
         env["RAY_SERVE_HAPROXY_SERVER_STATE_BASE"] = str(haproxy_dir)
         env["RAY_SERVE_HAPROXY_SERVER_STATE_FILE"] = str(haproxy_dir / "server-state")
+        # Ray's template leaves one client able to starve the rest (`rayship.haproxy`): the
+        # launcher adds header and keep-alive timeouts, a per-client connection limit and V2
+        # error pages; these two are Serve's own knobs (defaults 4096 and 3600 s).
+        env["RAY_SERVE_HAPROXY_BINARY_PATH"] = str(haproxy_dir / "haproxy")
+        env[HAPROXY_MAXCONN] = current.get(HAPROXY_MAXCONN) or str(ingress_max_connections())
+        env[HAPROXY_CLIENT_TIMEOUT] = current.get(HAPROXY_CLIENT_TIMEOUT) or "60"
     return env
+
+
+def ingress_max_connections(wanted: int = 16384) -> int:
+    """As many connections as HAProxy can hold under this process's open-file limit, at most
+    `wanted`: it reserves about 2.5 descriptors per connection (client, server, spares) and
+    refuses to start without them (maxconn 9744 asked for 24396)."""
+    _, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if hard == resource.RLIM_INFINITY:
+        return wanted
+    return max(1024, min(wanted, (hard - 1024) // 3))
 
 
 def stop_leftovers(marker: Path) -> None:

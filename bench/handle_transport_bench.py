@@ -35,28 +35,17 @@ sys.path[:0] = [str(REPO / "tests")]
 
 from rayship.local import LocalRay, deploy, free_port  # noqa: E402
 from rayship.serveconfig import HttpOptions  # noqa: E402
-from support.models import model_deployment, python_model, route  # noqa: E402
+from support.models import IDENTITY_PREDICTOR, model_deployment, python_model, route  # noqa: E402
 
 SIZES_MB = (1, 10, 60)
 MODES = {
     "default: gRPC, over 1 MiB by reference": {},
     "every call by reference (actor calls)": {"RAY_SERVE_USE_GRPC_BY_DEFAULT": "0"},
 }
-IDENTITY = """
-from rayship_predictors.sdk import Predictor, Tensor
-
-
-class Identity(Predictor):
-    inputs = (Tensor("x", "FP32", (-1,)),)
-    outputs = (Tensor("y", "FP32", (-1,)),)
-
-    def predict(self, inputs):
-        return {"y": inputs["x"]}
-"""
 
 
 def identity_model(root: Path) -> dict[str, object]:
-    folder = python_model(root, "identity", IDENTITY)
+    folder = python_model(root, "identity", IDENTITY_PREDICTOR)
     shutil.copytree(folder / "1", folder / "2")
     return {
         "format": "python",

@@ -15,28 +15,16 @@ import numpy as np
 import pytest
 import tritonclient.http as triton
 
-from support.models import model_deployment, python_model, route
+from support.models import IDENTITY_PREDICTOR, model_deployment, python_model, route
 from support.ray_cluster import ServeCluster
 
 pytestmark = pytest.mark.ray
-
-IDENTITY = """
-from rayship_predictors.sdk import Predictor, Tensor
-
-
-class Identity(Predictor):
-    inputs = (Tensor("x", "FP32", (-1,)),)
-    outputs = (Tensor("y", "FP32", (-1,)),)
-
-    def predict(self, inputs):
-        return {"y": inputs["x"]}
-"""
 
 
 @pytest.fixture(scope="module")
 def served(serve_cluster: ServeCluster, tmp_path_factory: pytest.TempPathFactory) -> ServeCluster:
     """`split` (versions 1 and 2, 50/50) and `sibling` (all traffic on 2, 1 still live)."""
-    root = python_model(tmp_path_factory.mktemp("identity"), "identity", IDENTITY)
+    root = python_model(tmp_path_factory.mktemp("identity"), "identity", IDENTITY_PREDICTOR)
     shutil.copytree(root / "1", root / "2")
     model = {
         "format": "python",

@@ -62,6 +62,19 @@ class Fragile(Predictor):
         return {"y": inputs["x"] * 2}
 '''
 
+# Echoes x as y: for tests and benches that move bytes, not compute.
+IDENTITY_PREDICTOR = """
+from rayship_predictors.sdk import Predictor, Tensor
+
+
+class Identity(Predictor):
+    inputs = (Tensor("x", "FP32", (-1,)),)
+    outputs = (Tensor("y", "FP32", (-1,)),)
+
+    def predict(self, inputs):
+        return {"y": inputs["x"]}
+"""
+
 BATCH_PROBE_PREDICTOR = '''
 import numpy as np
 from rayship_predictors.sdk import Predictor, Tensor

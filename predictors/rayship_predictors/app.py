@@ -134,6 +134,10 @@ class ModelVersion:
         self.token_hashes = frozenset(user_config.token_hashes)
 
     def _configure_jobs(self, spec: AsyncSpec | None) -> None:
+        """Open the job store when `spec.async` changed; every traffic move reconfigures too,
+        and opening one makes an S3 client."""
+        if spec == self.jobs.spec:
+            return
         store = None
         if spec is not None:
             store = open_job_store(spec.storage_uri, self.plane.model_name, self.storage)

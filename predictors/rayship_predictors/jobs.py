@@ -108,6 +108,11 @@ class AsyncJobs:
         """Whether requests may be answered asynchronously."""
         return self._spec is not None
 
+    @property
+    def spec(self) -> AsyncSpec | None:
+        """The settings jobs start under now (`spec.async`)."""
+        return self._spec
+
     def configure(self, spec: AsyncSpec | None, store: JobStore | None) -> None:
         """Take new settings; jobs already running finish under the ones they started with."""
         self._spec, self._store = spec, store

@@ -150,13 +150,14 @@ class LocalSecrets:
         auth = deployment.spec.auth
         if auth is None:
             return tokens
-        if not parse_tokens(self.variables.get(auth.key, "")):
+        own = parse_tokens(self.variables.get(auth.key, ""))
+        if not own:
             raise CredentialsError(
                 f"ModelDeployment {deployment.name!r}: {AUTH_FIELD} "
                 f"{auth.secret_ref.name!r}: {auth.key} is set neither in the environment nor "
                 f"in {self.env_file}"
             )
-        return tokens + parse_tokens(self.variables[auth.key])
+        return tokens + own
 
 
 def routing_for(

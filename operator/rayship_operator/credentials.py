@@ -3,9 +3,9 @@
 S3 credentials (`spec.storage.secretRef`) go to boto3 in the operator (to resolve versions) and
 to the version replicas as the standard AWS_* variables; envFrom Secrets
 (`spec.runtimeEnv.envFrom`) go to the replicas only; bearer tokens (`spec.auth`) go nowhere but
-into the hashes the replicas check against (`rayship.auth`). Neither is ever logged, nor written to
-status or events. The decoding and its errors are `rayship.credentials`', shared with the CLI;
-this module only moves the blocking API calls off the event loop.
+into the hashes the replicas check against (`rayship.auth`). None of them is ever logged, nor
+written to status or events. The decoding and its errors are `rayship.credentials`', shared
+with the CLI; this module only moves the blocking API calls off the event loop.
 """
 
 from __future__ import annotations

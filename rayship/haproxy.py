@@ -1,17 +1,19 @@
-"""Limits and V2 error pages for the HAProxy ingress that local mode's Serve runs.
+"""Limits and V2 error pages for the HAProxy ingress of Rayship's Serve (local mode, the chart).
 
 Ray 2.60 renders haproxy.cfg from a fixed template that leaves one client able to stop the
 ingress for everyone: no request-header timeout, an idle client kept for an hour, 4096
 connections in all and no limit per client, so a few thousand idle connections from one host
 starve every other client. Its own error pages are plain text or HTML, not V2 error bodies.
-The template has no hook for any of this, so local mode points Serve's
+The template has no hook for any of this, so Rayship points Serve's
 RAY_SERVE_HAPROXY_BINARY_PATH at a launcher (`write_launcher`) that rewrites the config Serve
 hands to HAProxy (`harden`) and then runs the real binary in its place, on every start and
 reload. Limits that Serve itself exposes (total connections, client inactivity) are set
-through its own variables in `rayship.local.serve_environment`.
+through its own variables in `rayship.serving_env`.
 
-Each limit is an environment variable of the `rayship serve` process (or of the Ray that
-`LocalRay` starts), read when HAProxy (re)starts: `IngressLimits.from_env` names them.
+Each limit is an environment variable of the Ray node (the `rayship serve` process, the Ray
+that `LocalRay` starts, the chart's Ray containers), read when HAProxy (re)starts:
+`IngressLimits.from_env` names them. The predictor image installs the launcher at build time
+(`python -m rayship.haproxy <folder>`), and the chart points Serve at it.
 """
 
 from __future__ import annotations
@@ -60,18 +62,22 @@ class IngressLimits:
         """The limits in `environ`, defaults where unset."""
         defaults = cls()
         return cls(
-            header_timeout_s=int(
-                environ.get("RAYSHIP_INGRESS_HEADER_TIMEOUT_SECONDS", defaults.header_timeout_s)
-            ),
-            keep_alive_timeout_s=int(
-                environ.get("RAYSHIP_INGRESS_KEEP_ALIVE_SECONDS", defaults.keep_alive_timeout_s)
-            ),
-            connections_per_client=int(
-                environ.get(
-                    "RAYSHIP_INGRESS_CONNECTIONS_PER_CLIENT", defaults.connections_per_client
-                )
-            ),
+            **{
+                field: int(environ.get(name, getattr(defaults, field)))
+                for field, name in _VARIABLES.items()
+            }
         )
+
+    def environment(self) -> dict[str, str]:
+        """These limits as the variables `from_env` reads."""
+        return {name: str(getattr(self, field)) for field, name in _VARIABLES.items()}
+
+
+_VARIABLES = {
+    "header_timeout_s": "RAYSHIP_INGRESS_HEADER_TIMEOUT_SECONDS",
+    "keep_alive_timeout_s": "RAYSHIP_INGRESS_KEEP_ALIVE_SECONDS",
+    "connections_per_client": "RAYSHIP_INGRESS_CONNECTIONS_PER_CLIENT",
+}
 
 
 def harden(config: str, limits: IngressLimits, pages: Path) -> str:
@@ -148,14 +154,14 @@ def write_launcher(folder: Path) -> Path:
         (folder / f"{status}.http").write_bytes(error_page(status))
     launcher = folder / "haproxy"
     launcher.write_text(
-        f"#!{sys.executable}\nimport sys\n\nfrom rayship.haproxy import main\n\n"
-        f"main({get_haproxy_binary()!r}, sys.argv)\n"
+        f"#!{sys.executable}\nimport sys\n\nfrom rayship.haproxy import run_hardened\n\n"
+        f"run_hardened({get_haproxy_binary()!r}, sys.argv)\n"
     )
     launcher.chmod(0o755)
     return launcher
 
 
-def main(binary: str, argv: Sequence[str]) -> None:
+def run_hardened(binary: str, argv: Sequence[str]) -> None:
     """The launcher: harden the `-f` config, then become the real HAProxy `binary`."""
     arguments = list(argv[1:])
     if "-f" in arguments:
@@ -163,3 +169,10 @@ def main(binary: str, argv: Sequence[str]) -> None:
         limits = IngressLimits.from_env(os.environ)
         config.write_text(harden(config.read_text(), limits, Path(argv[0]).parent))
     os.execv(binary, [binary, *arguments])
+
+
+if __name__ == "__main__":
+    # `python -m rayship.haproxy <folder>`: how the predictor image installs the launcher.
+    target = Path(sys.argv[1])
+    target.mkdir(parents=True, exist_ok=True)
+    print(write_launcher(target))

@@ -38,6 +38,7 @@ from rayship.serveconfig import (
     app_names,
     compose,
 )
+from rayship.serving_env import HAPROXY, serving_environment
 from rayship.status import app_states
 from rayship.storage import ModelStore
 
@@ -46,13 +47,6 @@ logger = logging.getLogger(__name__)
 # Logical CPUs for the local Ray: replicas reserve CPUs for scheduling, and a laptop with two
 # cores should still hold a model with a canary beside it. Real CPU use is unaffected.
 LOCAL_LOGICAL_CPUS = max(os.cpu_count() or 1, 16)
-
-# Ray Serve's throughput-optimized mode with HAProxy ingress: HAProxy routes each request
-# straight to an ingress replica's own HTTP server (no Python proxy actor in the path), and
-# Serve's per-request bookkeeping is trimmed. bench/server_bench.py measured it 3-5x faster
-# than Serve's defaults on a small model. Set RAY_SERVE_THROUGHPUT_OPTIMIZED=0 to opt out.
-THROUGHPUT_OPTIMIZED = "RAY_SERVE_THROUGHPUT_OPTIMIZED"
-HAPROXY = "RAY_SERVE_ENABLE_HA_PROXY"
 
 
 class DeployFailed(RayshipError):
@@ -296,53 +290,34 @@ class LocalRay:
             shutil.rmtree(self._haproxy_dir, ignore_errors=True)
 
 
-GRPC_MESSAGE_LIMIT = "RAY_SERVE_REPLICA_GRPC_MAX_MESSAGE_LENGTH"
-LOG_BUFFER = "RAY_SERVE_REQUEST_PATH_LOG_BUFFER_SIZE"
-HAPROXY_MAXCONN = "RAY_SERVE_HAPROXY_MAXCONN"
-HAPROXY_CLIENT_TIMEOUT = "RAY_SERVE_HAPROXY_TIMEOUT_CLIENT_S"
 FALLBACK_PROXY_PORTS = ("RAY_SERVE_FALLBACK_PROXY_HTTP_PORT", "RAY_SERVE_FALLBACK_PROXY_GRPC_PORT")
 
 
 def serve_environment(current: Mapping[str, str], haproxy_dir: Path) -> dict[str, str]:
     """Environment variables for a local Ray's Serve, on top of `current` (which wins).
 
-    Throughput-optimized mode with HAProxy unless the caller set RAY_SERVE_THROUGHPUT_OPTIMIZED
-    to 0. HAProxy's stats and metrics listeners and Serve's fallback proxy get free ports
-    instead of Serve's fixed 8404, 9101, 8500 and 9500, and HAProxy's files live in
+    Rayship's serving settings (`rayship.serving_env`, the launcher in `haproxy_dir`), and what
+    keeps local Rays apart: HAProxy's stats and metrics listeners and Serve's fallback proxy get
+    free ports instead of Serve's fixed 8404, 9101, 8500 and 9500, and HAProxy's files live in
     `haproxy_dir` instead of Serve's shared /tmp/haproxy-serve, so several local Rays (parallel
     test sessions, two `rayship serve`) can run on one machine.
     """
-    env: dict[str, str] = {}
-    if current.get(THROUGHPUT_OPTIMIZED, "1") != "1":
+    env = serving_environment(
+        current, str(haproxy_dir / "haproxy"), max_connections=ingress_max_connections()
+    )
+    if not env:
         return env
-    env[THROUGHPUT_OPTIMIZED] = "1"
-    # Throughput mode sends DeploymentHandle calls over Serve's gRPC transport, whose receivers
-    # take 4 MiB by default: a canary split or a sibling's /versions/<v> URL failed on bodies
-    # (or answers) the model's own URL carried. The HTTP layer bounds requests to
-    # RAYSHIP_MAX_REQUEST_BYTES; this lets handles carry whatever that admits, and answers.
-    env[GRPC_MESSAGE_LIMIT] = current.get(GRPC_MESSAGE_LIMIT) or str(2**31 - 1)
     # Serve's fallback proxy binds fixed ports with SO_REUSEPORT: two local Rays would share
     # them, and HAProxy could hand a request to the other Ray's proxy.
     for name in FALLBACK_PROXY_PORTS:
         env[name] = current.get(name) or str(free_port())
-    # Throughput mode buffers a replica's log records (1000), flushing on ERROR records of Serve's
-    # own logger only: a model failure's traceback, which reaches it through stderr at INFO, was
-    # not in the log when the 500 said to look there. Access logs are off, so records are rare.
-    env[LOG_BUFFER] = current.get(LOG_BUFFER) or "1"
-    if current.get(HAPROXY, "1") == "1":
-        env[HAPROXY] = "1"
+    if env.get(HAPROXY) == "1":
         for name in ("RAY_SERVE_HAPROXY_STATS_PORT", "RAY_SERVE_HAPROXY_METRICS_PORT"):
             env[name] = current.get(name) or str(free_port())
         env["RAY_SERVE_HAPROXY_CONFIG_FILE_LOC"] = str(haproxy_dir / "haproxy.cfg")
         env["RAY_SERVE_HAPROXY_SOCKET_PATH"] = str(haproxy_dir / "admin.sock")
         env["RAY_SERVE_HAPROXY_SERVER_STATE_BASE"] = str(haproxy_dir)
         env["RAY_SERVE_HAPROXY_SERVER_STATE_FILE"] = str(haproxy_dir / "server-state")
-        # Ray's template leaves one client able to starve the rest (`rayship.haproxy`): the
-        # launcher adds header and keep-alive timeouts, a per-client connection limit and V2
-        # error pages; these two are Serve's own knobs (defaults 4096 and 3600 s).
-        env["RAY_SERVE_HAPROXY_BINARY_PATH"] = str(haproxy_dir / "haproxy")
-        env[HAPROXY_MAXCONN] = current.get(HAPROXY_MAXCONN) or str(ingress_max_connections())
-        env[HAPROXY_CLIENT_TIMEOUT] = current.get(HAPROXY_CLIENT_TIMEOUT) or "60"
     return env
 
 

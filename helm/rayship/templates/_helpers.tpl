@@ -70,6 +70,34 @@ app.kubernetes.io/component: operator
 {{- end -}}
 
 {{/*
+The environment of every Ray container: the Ray auth token when one is configured, and Serve's
+settings for Rayship (rayship/serving_env.py; a chart test compares this render with it):
+throughput-optimized mode, HAProxy run through the launcher the predictor image installs
+(rayship/haproxy.py: header and keep-alive timeouts, a per-client connection limit, V2 error
+pages), handles that carry every body the HTTP layer admits, replica logs flushed promptly.
+*/}}
+{{- define "rayship.rayEnv" -}}
+{{- $ingress := .Values.rayCluster.ingress -}}
+{{- with .Values.ray.authTokenSecret.name }}
+- name: RAY_AUTH_TOKEN
+  valueFrom:
+    secretKeyRef:
+      name: {{ . }}
+      key: {{ $.Values.ray.authTokenSecret.key }}
+{{- end }}
+- {name: RAY_SERVE_THROUGHPUT_OPTIMIZED, value: "1"}
+- {name: RAY_SERVE_REPLICA_GRPC_MAX_MESSAGE_LENGTH, value: "2147483647"}
+- {name: RAY_SERVE_REQUEST_PATH_LOG_BUFFER_SIZE, value: "1"}
+- {name: RAY_SERVE_ENABLE_HA_PROXY, value: "1"}
+- {name: RAY_SERVE_HAPROXY_BINARY_PATH, value: /home/ray/rayship-ingress/haproxy}
+- {name: RAY_SERVE_HAPROXY_MAXCONN, value: {{ $ingress.maxConnections | quote }}}
+- {name: RAY_SERVE_HAPROXY_TIMEOUT_CLIENT_S, value: {{ $ingress.clientTimeoutSeconds | quote }}}
+- {name: RAYSHIP_INGRESS_HEADER_TIMEOUT_SECONDS, value: {{ $ingress.headerTimeoutSeconds | quote }}}
+- {name: RAYSHIP_INGRESS_KEEP_ALIVE_SECONDS, value: {{ $ingress.keepAliveSeconds | quote }}}
+- {name: RAYSHIP_INGRESS_CONNECTIONS_PER_CLIENT, value: {{ $ingress.connectionsPerClient | quote }}}
+{{- end -}}
+
+{{/*
 The rules the operator needs on what it watches, in one namespace (Role) or all (ClusterRole).
 Derived from what it does: kopf lists and watches ModelDeployments, patches them (finalizer,
 progress and diff-base annotations) and their status, and posts Events; the operator `get`s

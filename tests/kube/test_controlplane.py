@@ -12,8 +12,6 @@ import re
 import subprocess
 import sys
 import textwrap
-import time
-from collections.abc import Callable
 from functools import partial
 from pathlib import Path
 from typing import Any, TypeVar
@@ -24,6 +22,7 @@ from kubernetes.client import ApiClient
 from kubernetes.client.exceptions import ApiException
 
 from controlplane.cluster import ControlPlane, read_versions
+from support.waiting import eventually
 
 pytestmark = pytest.mark.kube
 
@@ -32,17 +31,6 @@ KUBE_VERSION = PINNED["KUBE_VERSION"]
 KUBE_MINOR = KUBE_VERSION.split(".")[1]
 
 T = TypeVar("T")
-
-
-def eventually(probe: Callable[[], T], *, timeout_s: float = 30, what: str = "") -> T:
-    """Poll probe until it returns a truthy value; fail with its last result."""
-    deadline = time.monotonic() + timeout_s
-    result = probe()
-    while not result and time.monotonic() < deadline:
-        time.sleep(0.2)
-        result = probe()
-    assert result, f"not within {timeout_s}s: {what} (last: {result!r})"
-    return result
 
 
 # ---------------------------------------------------------------- version and clients

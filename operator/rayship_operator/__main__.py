@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import secrets
 
 import kopf
 
@@ -35,6 +36,10 @@ def main() -> None:
         namespaces=settings.namespaces,
         standalone=settings.peering is None,
         peering_name=settings.peering,
+        # kopf pauses every operator that sees a live peer of the same priority, so replicas
+        # of one Deployment, started alike, would all pause: each draws its own, and the
+        # highest is the active one.
+        priority=secrets.randbelow(2**31),
         liveness_endpoint=settings.liveness_endpoint,
     )
 

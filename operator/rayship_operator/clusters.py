@@ -256,8 +256,3 @@ class Clusters:
         if writer is None:
             writer = self._writers[ref.dashboard] = ClusterWriter(ref)
         return writer
-
-    def forget_everywhere(self, key: str) -> None:
-        """Drop a ModelDeployment from every writer (it moved or was deleted)."""
-        for writer in self._writers.values():
-            writer.forget(key)

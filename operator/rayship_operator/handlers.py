@@ -12,6 +12,7 @@ from typing import Any
 
 import kopf
 import kubernetes
+import urllib3
 
 from rayship.contract import CRD_VERSION, GROUP, PLURAL
 from rayship.manifest import ModelDeployment, parse
@@ -46,6 +47,25 @@ async def patch_status(namespace: str, name: str, status: dict[str, Any]) -> Non
     )
 
 
+async def being_deleted(namespace: str, name: str) -> bool:
+    """Whether the ModelDeployment is marked for deletion, or gone.
+
+    kopf processes an object's events one at a time, so while a handler settles a rollout
+    (up to RAYSHIP_SETTLE_SECONDS) the delete waits behind it unseen; a settling reconcile
+    asks the API server between passes instead, and steps aside for the delete.
+    """
+    api = kubernetes.client.CustomObjectsApi()
+    try:
+        body = await asyncio.to_thread(
+            api.get_namespaced_custom_object, GROUP, VERSION, namespace, PLURAL, name
+        )
+    except kubernetes.client.ApiException as error:
+        return bool(error.status == 404)
+    except (OSError, urllib3.exceptions.HTTPError):
+        return False  # the API server is away: keep settling; the timer retries anyway
+    return bool(body["metadata"].get("deletionTimestamp"))
+
+
 def build_registry(settings: OperatorSettings) -> kopf.OperatorRegistry:
     """Every handler of the operator, bound to one Reconciler."""
     registry = kopf.OperatorRegistry()
@@ -62,6 +82,11 @@ def build_registry(settings: OperatorSettings) -> kopf.OperatorRegistry:
         # the operator posts the Events users read itself (`_post`), so only warnings go.
         settings.posting.level = logging.WARNING
         settings.watching.server_timeout = 300
+        # A deleted object keeps its finalizer until its timer has stopped, and kopf looks
+        # again only this often (default 60 s): a tick that was settling a rollout when the
+        # delete came held `kubectl delete` for a minute. The tick now stops at once.
+        settings.background.cancellation_polling = 1
+        settings.peering.lifetime = reconciler.settings.peering_lifetime_seconds
         kubernetes.config.load_config()  # for Secrets, read with the official client
 
     @kopf.on.login(registry=registry)
@@ -81,12 +106,32 @@ def build_registry(settings: OperatorSettings) -> kopf.OperatorRegistry:
         return list(by_cluster.get(reconciler.cluster_of(md).dashboard, []))
 
     async def _reconcile(
-        body: kopf.Body, patch: kopf.Patch, meta: kopf.Meta, by_cluster: kopf.Index[str, Claim]
+        body: kopf.Body,
+        patch: kopf.Patch,
+        meta: kopf.Meta,
+        by_cluster: kopf.Index[str, Claim],
+        stopped: kopf.DaemonStopped | None = None,
     ) -> None:
         md = parse(dict(body))
         generation = int(meta.get("generation") or 0)
-        outcome = await reconciler.reconcile(md, dict(body), claims_for(md, by_cluster), generation)
+
+        async def stopping() -> bool:
+            flagged = stopped is not None and stopped.is_set()
+            return flagged or await being_deleted(md.namespace, md.name)
+
+        claims = claims_for(md, by_cluster)
+        outcome = await reconciler.reconcile(md, dict(body), claims, generation, stopping)
         _post(body, patch, outcome)
+
+    @kopf.on.update(GROUP, VERSION, PLURAL, field="spec.rayCluster", id="move", registry=registry)
+    async def moved(body: kopf.Body, old: Any, **kwargs: Any) -> None:
+        """spec.rayCluster changed: take the model's applications off the cluster it left
+        (`reconcile` then deploys it where it goes)."""
+        spec = {k: v for k, v in body["spec"].items() if k != "rayCluster"}
+        if old is not None:
+            spec["rayCluster"] = old
+        before = parse({**dict(body), "spec": spec})
+        await reconciler.withdraw(before, claims_for(before, kwargs["by_cluster"]))
 
     @kopf.on.resume(GROUP, VERSION, PLURAL, id="reconcile", registry=registry)
     @kopf.on.create(GROUP, VERSION, PLURAL, id="reconcile", registry=registry)
@@ -98,7 +143,8 @@ def build_registry(settings: OperatorSettings) -> kopf.OperatorRegistry:
         GROUP, VERSION, PLURAL, id=TICK, interval=settings.reconcile_seconds, registry=registry
     )
     async def tick(body: kopf.Body, patch: kopf.Patch, meta: kopf.Meta, **kwargs: Any) -> None:
-        await _reconcile(body, patch, meta, kwargs["by_cluster"])
+        # kopf sets `stopped` once it has seen the object being deleted
+        await _reconcile(body, patch, meta, kwargs["by_cluster"], kwargs["stopped"])
 
     @kopf.on.delete(GROUP, VERSION, PLURAL, id="remove", registry=registry)
     async def deleted(body: kopf.Body, **kwargs: Any) -> None:

@@ -72,6 +72,15 @@ StatusWriter = Callable[[str, str, dict[str, Any]], Awaitable[None]]
 """Writes `status` to the ModelDeployment `namespace/name`."""
 
 
+Stopping = Callable[[], Awaitable[bool]]
+"""Whether a reconcile should stop settling now (its object is being deleted)."""
+
+
+async def never() -> bool:
+    """For a reconcile that nothing asks to stop."""
+    return False
+
+
 @dataclass
 class _Resolution:
     generation: int
@@ -149,8 +158,10 @@ class Reconciler:
         body: dict[str, Any],
         claims: Iterable[Claim],
         generation: int,
+        stopping: Stopping = never,
     ) -> Outcome:
-        """Reconcile `md` (`body` parsed) until nothing moves or `settle_seconds` have passed.
+        """Reconcile `md` (`body` parsed) until nothing moves, `settle_seconds` have passed or
+        `stopping` says so (the object is being deleted).
 
         A rollout takes a few passes (start the version, move traffic once it runs, see the
         routes applied); running them here, a fraction of a second apart, makes a warm
@@ -159,7 +170,7 @@ class Reconciler:
         """
         key = object_key(md.namespace, md.name)
         async with self.object_locks.setdefault(key, asyncio.Lock()):
-            return await self._settle(key, md, body, list(claims), generation)
+            return await self._settle(key, md, body, list(claims), generation, stopping=stopping)
 
     async def _settle(
         self,
@@ -168,6 +179,8 @@ class Reconciler:
         body: dict[str, Any],
         claims: list[Claim],
         generation: int,
+        *,
+        stopping: Stopping,
     ) -> Outcome:
         uid = str(body["metadata"].get("uid", ""))
         remembered = self.statuses.get(key)
@@ -180,7 +193,8 @@ class Reconciler:
             changed = outcome.status != previous
             previous = outcome.status
             self.statuses[key] = (uid, outcome.status)
-            if outcome.status.get("phase") != Phase.PROGRESSING or time.monotonic() > deadline:
+            settled = outcome.status.get("phase") != Phase.PROGRESSING
+            if settled or time.monotonic() > deadline or await stopping():
                 return Outcome(outcome.status, tuple(events))
             if changed and self.publish is not None:  # show each step as it happens
                 await self.publish(md.namespace, md.name, outcome.status)
@@ -278,16 +292,32 @@ class Reconciler:
         return Outcome(status, decision.events + restarts + _degraded_events(previous, status))
 
     async def remove(self, md: ModelDeployment, claims: Iterable[Claim]) -> None:
-        """A ModelDeployment is being deleted: remove its applications, and only its."""
+        """A ModelDeployment is being deleted: remove its applications, and only its.
+
+        Under the object's lock, so a reconcile still running (its timer's last tick) cannot
+        assign the routing again after it was forgotten and bring the applications back.
+        """
         key = object_key(md.namespace, md.name)
-        writer = self.clusters.writer(self.cluster_of(md))
+        async with self.object_locks.setdefault(key, asyncio.Lock()):
+            await self._withdraw(key, self.cluster_of(md), claims)
+            self.states.pop(key, None)
+            self.statuses.pop(key, None)
+            self.resolutions = {k: v for k, v in self.resolutions.items() if k[0] != key}
+        self.object_locks.pop(key, None)
+
+    async def withdraw(self, md: ModelDeployment, claims: Iterable[Claim]) -> None:
+        """`md` (as it was before spec.rayCluster changed) moved to another cluster: remove its
+        applications from the one it left; `claims` are the ModelDeployments still there."""
+        key = object_key(md.namespace, md.name)
+        async with self.object_locks.setdefault(key, asyncio.Lock()):
+            await self._withdraw(key, self.cluster_of(md), claims)
+
+    async def _withdraw(self, key: str, ref: ClusterRef, claims: Iterable[Claim]) -> None:
+        writer = self.clusters.writer(ref)
         async with writer.lock:
             writer.forget(key)
             await writer.observe()
             await writer.write({c.key for c in claims} - {key})
-        self.states.pop(key, None)
-        self.statuses.pop(key, None)
-        self.resolutions = {k: v for k, v in self.resolutions.items() if k[0] != key}
 
 
 def _log_new_failures(

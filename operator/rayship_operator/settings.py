@@ -68,8 +68,13 @@ class OperatorSettings:
 
     peering: str | None = None
     """RAYSHIP_PEERING: kopf peering name; with it, only one operator replica writes at a time
-    (needs the peering CRDs from crds/). Without it the operator runs standalone, so run one
-    replica."""
+    (needs the peering CRDs from crds/ and a peering object of this name, which the chart
+    creates). Without it the operator runs standalone, so run one replica."""
+
+    peering_lifetime_seconds: int = 15
+    """RAYSHIP_PEERING_LIFETIME_SECONDS: how long a replica's keep-alive in the peering object
+    counts: a standby takes over this long after the active replica was killed (at once when
+    it stops cleanly). kopf's own default, 60, left a minute without an operator."""
 
     liveness_endpoint: str = "http://0.0.0.0:8080/healthz"
     """RAYSHIP_LIVENESS_ENDPOINT: where kopf answers liveness probes (the chart's probes use it)."""
@@ -109,6 +114,9 @@ class OperatorSettings:
             s3_region=env.get("RAYSHIP_S3_REGION") or None,
             namespaces=namespaces,
             peering=env.get("RAYSHIP_PEERING") or None,
+            peering_lifetime_seconds=int(
+                env.get("RAYSHIP_PEERING_LIFETIME_SECONDS", defaults.peering_lifetime_seconds)
+            ),
             liveness_endpoint=env.get("RAYSHIP_LIVENESS_ENDPOINT", defaults.liveness_endpoint),
             log_level=env.get("RAYSHIP_LOG_LEVEL", defaults.log_level),
             server_tokens=server_tokens(env),

@@ -22,6 +22,8 @@ import tritonclient.http as triton
 from e2e.conftest import Stack
 from support.http import http_call
 from support.ray_cluster import ServeCluster
+from support.traffic import settled
+from support.waiting import eventually
 
 pytestmark = [pytest.mark.e2e, pytest.mark.kube, pytest.mark.ray]
 
@@ -291,6 +293,52 @@ def test_delete_removes_its_app_and_only_its_app(stack: Stack) -> None:
     assert "alpha@1" not in apps
     assert "beta@2" in apps
     assert infer(stack.serve, "beta")["model_version"] == "2"
+
+
+def test_delete_during_a_rollout_is_prompt_and_final(stack: Stack) -> None:
+    """A ModelDeployment deleted while its timer is settling a rollout (a version whose replica
+    cannot be placed keeps it Progressing): the finalizer goes without waiting for kopf's
+    60 s re-check of stopped timers, and no reconcile still running brings the application
+    back after the delete removed it."""
+    uri = new_model(stack, "stuck")
+    stack.apply(stack.model_deployment("stuck", uri, "1", resources={"cpu": 1000}))
+    stack.wait_for("stuck", lambda s: s.get("phase") == "Progressing")
+    time.sleep(3)  # a few ticks in: one is settling when the delete comes
+    started = time.monotonic()
+    stack.kubectl("delete", "md", "stuck", "--wait=true", "--timeout=40s")
+    print(f"delete during a rollout took {time.monotonic() - started:.1f}s")
+    eventually(
+        lambda: "stuck@1" not in stack.serve.dashboard.applications(),
+        timeout_s=60,
+        what="stuck@1 removed",
+    )
+    time.sleep(3)  # long enough for a late tick to have written it back
+    assert "stuck@1" not in stack.serve.dashboard.applications()
+
+
+def test_moving_to_another_cluster_takes_it_off_the_old_one(stack: Stack) -> None:
+    """spec.rayCluster changed: the cluster it left stops running the model (its replicas and
+    GPUs are freed) without an operator restart; moving back serves it again."""
+    uri = new_model(stack, "mover")
+    stack.apply(stack.model_deployment("mover", uri, "1"))
+    stack.wait_for("mover", ready_on("1"))
+
+    stack.patch("mover", {"rayCluster": {"name": "elsewhere"}})
+    # No KubeRay head service resolves from this machine: the status says so...
+    status = stack.wait_for(
+        "mover", lambda s: condition(s, "Degraded").get("reason") == "ClusterUnreachable"
+    )
+    assert "elsewhere-head-svc" in condition(status, "Degraded")["message"]
+    # ...and the session's Ray, which it left, no longer runs it.
+    eventually(
+        lambda: "mover@1" not in stack.serve.dashboard.applications(),
+        timeout_s=60,
+        what="mover@1 removed from the cluster it left",
+    )
+
+    stack.patch("mover", {"rayCluster": None})
+    stack.wait_for("mover", settled(3, activeVersion="1"))
+    assert infer(stack.serve, "mover")["model_version"] == "1"
 
 
 def test_name_conflict_leaves_the_older_serving(stack: Stack) -> None:

@@ -11,10 +11,9 @@ from __future__ import annotations
 import json
 import re
 import secrets
-import time
 import tomllib
 import urllib.request
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -31,6 +30,7 @@ from rayship_operator.settings import OperatorSettings
 from support.operator_process import run_operator
 from support.ray_cluster import ServeCluster
 from support.s3 import S3Server
+from support.waiting import eventually
 
 pytestmark = pytest.mark.kube
 
@@ -93,16 +93,6 @@ CRD_RULES = {
 }
 
 
-def eventually(probe: Callable[[], T], *, timeout_s: float = 30, what: str = "") -> T:
-    deadline = time.monotonic() + timeout_s
-    result = probe()
-    while not result and time.monotonic() < deadline:
-        time.sleep(0.2)
-        result = probe()
-    assert result, f"not within {timeout_s}s: {what} (last: {result!r})"
-    return result
-
-
 def get_json(plane: ControlPlane, *args: str) -> Doc:
     found: Doc = json.loads(plane.kubectl("get", *args, "-o", "json").stdout)
     return found
@@ -125,20 +115,24 @@ def test_lint_is_clean(control_plane: ControlPlane) -> None:
         assert "[ERROR]" not in out.stdout
 
 
-def test_the_chart_ships_crds_modeldeployment_yaml_itself(control_plane: ControlPlane) -> None:
-    """One source: the chart's CRD is a link to crds/, and helm reads exactly that file."""
-    link = CHART / "crds" / "modeldeployment.yaml"
-    assert link.is_symlink()
-    assert link.resolve() == CRD_FILE.resolve()
-    assert control_plane.helm("show", "crds", str(CHART)).stdout.strip() == (
-        CRD_FILE.read_text().strip()
-    )
+def test_the_chart_ships_the_crds_of_crds_itself(control_plane: ControlPlane) -> None:
+    """One source: the chart's CRDs are links to crds/ (the ModelDeployment and kopf's peering
+    resources), and helm reads exactly those files."""
+    sources = sorted((REPO / "crds").glob("*.yaml"))
+    assert [p.name for p in sources] == ["kopf-peering.yaml", "modeldeployment.yaml"]
+    for source in sources:
+        link = CHART / "crds" / source.name
+        assert link.is_symlink()
+        assert link.resolve() == source.resolve()
+    shown = control_plane.helm("show", "crds", str(CHART)).stdout
+    assert all(p.read_text().strip() in shown for p in sources)  # files as they are, unjoined
+    expected = [d for p in sources for d in yaml.safe_load_all(p.read_text())]
     crds = [
         d
         for d in render(control_plane, "--include-crds")
         if d["kind"] == "CustomResourceDefinition"
     ]
-    assert crds == [yaml.safe_load(CRD_FILE.read_text())]
+    assert crds == expected
     # without --include-crds the CRD is not a template: helm never upgrades or deletes it
     assert not [d for d in render(control_plane) if d["kind"] == "CustomResourceDefinition"]
 
@@ -198,6 +192,7 @@ def test_every_operator_setting_is_a_chart_value(control_plane: ControlPlane) ->
         "--set", "operator.clusterDomain=cluster.example",
         "--set", "operator.watchNamespaces={team-a,team-b}",
         "--set", "operator.peering=rayship",
+        "--set", "operator.peeringLifetimeSeconds=20",
         "--set", "operator.logLevel=DEBUG",
         "--set", "s3.endpoint=http://minio.storage:9000",
         "--set", "s3.region=eu-west-1",
@@ -224,6 +219,7 @@ def test_every_operator_setting_is_a_chart_value(control_plane: ControlPlane) ->
         s3_region="eu-west-1",
         namespaces=("team-a", "team-b"),
         peering="rayship",
+        peering_lifetime_seconds=20,
         log_level="DEBUG",
     )
     # defaults: no default cluster, no S3 overrides, cluster-wide, standalone
@@ -299,10 +295,15 @@ def test_peering_allows_replicas_and_grants_peering_objects(control_plane: Contr
     assert deployment["spec"]["replicas"] == 2
     assert deployment["spec"]["strategy"]["type"] == "RollingUpdate"
     assert ("kopf.dev", "clusterkopfpeerings", "patch", ()) in rules(one(docs, "ClusterRole"))
+    assert one(docs, "ClusterKopfPeering")["metadata"]["name"] == "rayship"
     namespaced = render(
-        control_plane, "--set", "operator.peering=p", "--set", "operator.watchNamespaces={a}"
+        control_plane, "--set", "operator.peering=p", "--set", "operator.watchNamespaces={a,b}"
     )
-    assert ("kopf.dev", "kopfpeerings", "patch", ()) in rules(one(namespaced, "Role"))
+    for role in (d for d in namespaced if d["kind"] == "Role"):
+        assert ("kopf.dev", "kopfpeerings", "patch", ()) in rules(role)
+    peerings = [d["metadata"] for d in namespaced if d["kind"] == "KopfPeering"]
+    assert [(m["namespace"], m["name"]) for m in peerings] == [("a", "p"), ("b", "p")]
+    assert not [d for d in render(control_plane) if d["kind"].endswith("KopfPeering")]
 
 
 def test_optional_raycluster_with_gpu_workers_and_autoscaler(control_plane: ControlPlane) -> None:

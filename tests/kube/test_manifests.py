@@ -43,13 +43,15 @@ def test_install_yaml_holds_the_namespace_crd_operator_and_rbac() -> None:
     docs = [d for d in yaml.safe_load_all((MANIFESTS / "install.yaml").read_text()) if d]
     assert [(d["kind"], d["metadata"]["name"]) for d in docs] == [
         ("Namespace", "rayship-system"),  # first, so the namespaced objects after it can land
+        ("CustomResourceDefinition", "clusterkopfpeerings.kopf.dev"),
+        ("CustomResourceDefinition", "kopfpeerings.kopf.dev"),
         ("CustomResourceDefinition", "modeldeployments.serving.rayship.io"),
         ("ServiceAccount", "rayship-operator"),
         ("ClusterRole", "rayship-operator"),
         ("ClusterRoleBinding", "rayship-operator"),
         ("Deployment", "rayship-operator"),
     ]
-    assert docs[1] == yaml.safe_load((REPO / "crds" / "modeldeployment.yaml").read_text())
+    assert docs[3] == yaml.safe_load((REPO / "crds" / "modeldeployment.yaml").read_text())
 
 
 def test_examples_cover_every_runtime_and_validate_locally() -> None:

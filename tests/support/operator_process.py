@@ -46,6 +46,13 @@ class OperatorProcess:
             os.killpg(proc.pid, signal.SIGKILL)
             proc.wait(timeout=15)
 
+    def kill(self) -> None:
+        """SIGKILL, as a lost node or the OOM killer would: nothing of it runs after."""
+        proc, self._proc = self._proc, None
+        if proc is not None and proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait(timeout=15)
+
     def restart(self) -> None:
         """Stop and start again: the in-memory state is gone, the status is not."""
         self.stop()

@@ -51,7 +51,7 @@ from controlplane.fixtures import CRDS_DIR
 from e2e.conftest import Stack, open_stack
 from support.models import build_models
 from support.ray_cluster import ServeCluster, local_serve_cluster
-from support.s3 import start_s3_server
+from support.s3 import S3Server, start_s3_server
 from support.traffic import SteadyLoad, first_answer
 
 NAMESPACE = "bench"
@@ -100,9 +100,20 @@ def log(message: str) -> None:
     print(f"[bench] {message}", file=sys.stderr, flush=True)
 
 
+@dataclass
+class Parts:
+    """The e2e suite's parts without the operator: control plane, S3, Ray, the models folder."""
+
+    plane: ControlPlane
+    s3: S3Server
+    serve: ServeCluster
+    models: Path
+
+
 @contextmanager
-def real_parts(workdir: Path) -> Iterator[Stack]:
-    """The e2e suite's parts, started in this process and stopped by process id at the end."""
+def started_parts(workdir: Path) -> Iterator[Parts]:
+    """The e2e suite's parts, started in this process and stopped by process id at the end;
+    the namespace NAMESPACE exists and the iris example model is built."""
     # moto accepts any credentials; these keep boto3 off the developer's own.
     os.environ.update({"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing"})
     with ExitStack() as parts:
@@ -116,9 +127,18 @@ def real_parts(workdir: Path) -> Iterator[Stack]:
         log("starting a local Ray with Serve")
         serve: ServeCluster = parts.enter_context(local_serve_cluster())
         build_models.build_iris_onnx(workdir / "models")
-        yield parts.enter_context(
-            open_stack(plane, NAMESPACE, serve, s3, workdir / "models", workdir / "operator.log")
-        )
+        yield Parts(plane, s3, serve, workdir / "models")
+
+
+@contextmanager
+def real_parts(workdir: Path) -> Iterator[Stack]:
+    """`started_parts` with the operator watching NAMESPACE."""
+    with started_parts(workdir) as parts:
+        log_file = workdir / "operator.log"
+        with open_stack(
+            parts.plane, NAMESPACE, parts.serve, parts.s3, parts.models, log_file
+        ) as stack:
+            yield stack
 
 
 def restarted(before: dict[str, frozenset[str]], after: dict[str, frozenset[str]]) -> int:

@@ -25,7 +25,13 @@ from rayship.rollout import Observed, Plan, RolloutState, plan, resolution_probl
 from rayship.serveconfig import ModelRouting
 from rayship.spec import StorageSpec
 from rayship.status import AppState
-from rayship.storage import Credentials, ModelStore, ResolvedVersion, StorageError
+from rayship.storage import (
+    Credentials,
+    ModelStore,
+    ResolvedVersion,
+    StorageError,
+    StorageUnavailable,
+)
 from rayship_operator import report
 from rayship_operator.clusters import ClusterRef, Clusters, cluster_for
 from rayship_operator.credentials import read_auth_tokens, read_credentials, read_env_from
@@ -134,7 +140,17 @@ class Reconciler:
             if fresh:
                 return cached.resolved
         uri = md.spec.model.storage_uri
-        resolved = await asyncio.to_thread(store.resolve, uri, version)
+        try:
+            resolved = await asyncio.to_thread(store.resolve, uri, version)
+        except StorageUnavailable as error:
+            if cached is None:
+                raise
+            # S3 is away, not the version: keep what it resolved to last (the replicas' cache
+            # serves those files), so a spec change such as more replicas still goes through.
+            logger.warning(
+                "%s; keeping version %s of %s as last resolved", error, cached.resolved.version, uri
+            )
+            return cached.resolved
         self.resolutions[key] = _Resolution(generation, time.monotonic(), resolved)
         return resolved
 

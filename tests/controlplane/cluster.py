@@ -405,6 +405,18 @@ class ControlPlane:
             if self._owns_state_dir:
                 shutil.rmtree(self.state_dir, ignore_errors=True)
 
+    def stop_apiserver(self) -> None:
+        """Stop the API server alone (etcd keeps every object): an outage of the control plane,
+        as an upgrade or a crash of the API server gives. `start_apiserver` ends it."""
+        proc = self._procs.pop("kube-apiserver")
+        stop_process_group(proc.pid)
+        proc.wait(timeout=STOP_TIMEOUT_S)
+
+    def start_apiserver(self) -> None:
+        """Start the API server again on its port, with the same certificates and etcd, so
+        every client's kubeconfig still holds; returns once it is healthy."""
+        self._start_apiserver(port=self.port)
+
     def _stop_processes(self) -> None:
         errors = []
         for name in ("kube-apiserver", "etcd"):
@@ -572,8 +584,8 @@ class ControlPlane:
 
         self._wait_until("etcd", healthy, timeout_s=STARTUP_TIMEOUT_S)
 
-    def _start_apiserver(self) -> None:
-        self.port = free_port()
+    def _start_apiserver(self, port: int = 0) -> None:
+        self.port = port or free_port()
         pki = self.pki
         self._spawn(
             "kube-apiserver",

@@ -149,16 +149,18 @@ def open_stack(  # noqa: PLR0917 - the parts of a Stack, in its order
     s3: S3Server,
     models: Path,
     operator_log: Path,
+    dashboard: str = "",
 ) -> Iterator[Stack]:
-    """An S3 Secret in `namespace` and an operator watching only it, for the block's duration.
+    """An S3 Secret in `namespace` and an operator watching only it, for the block's duration;
+    the operator reaches the Ray dashboard at `dashboard` (default: `serve`'s own address).
 
-    The `stack` fixture's body, also used by bench/operator_bench.py to time the same parts.
+    The `stack` fixture's body, also used by the benches to time the same parts.
     """
     plane.kubectl("apply", "-f", "-", input=json.dumps(_secret(namespace)))
     env = plane.env()
     env.update(
         {
-            "RAYSHIP_RAY_DASHBOARD": serve.dashboard.address,
+            "RAYSHIP_RAY_DASHBOARD": dashboard or serve.dashboard.address,
             "RAYSHIP_SERVE_URL": serve.url,
             "RAYSHIP_SERVE_HTTP_HOST": serve.http.host,
             "RAYSHIP_RECONCILE_SECONDS": "1",

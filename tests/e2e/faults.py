@@ -48,7 +48,8 @@ class FaultReport:
     client at most); 0 for outages, where serving must not notice."""
     recovered_s: float
     """From the end of the fault (the restart, the outage's end, the kill) until the model
-    serves as it should and its status says so."""
+    serves as it should and its status says so; for the API server's outage, until the
+    operator has handled a change made when it returned."""
     errors: tuple[str, ...] = ()
 
     def row(self) -> str:
@@ -152,7 +153,9 @@ def api_server_down(faults: FaultStack) -> FaultReport:
         stack.plane.start_apiserver()
         back = time.monotonic()
         stack.patch(name, {"model": {"version": "2"}})
-        recovered = roll_to_2(stack, name, 2, load, back)
+        stack.wait_for(name, handled(2), timeout_s=RECOVERY_TIMEOUT_S)
+        recovered = time.monotonic() - back  # the operator works again
+        roll_to_2(stack, name, 2, load, back)
     return report(f"kube-apiserver down {OUTAGE_S:.0f} s", load, 0, recovered)
 
 
@@ -258,6 +261,11 @@ def degraded(generation: int, reason: str) -> Callable[[dict[str, Any]], bool]:
         )
 
     return check
+
+
+def handled(generation: int) -> Callable[[dict[str, Any]], bool]:
+    """A status check: the operator has handled `generation`, whatever it decided."""
+    return lambda status: status.get("observedGeneration") == generation
 
 
 def healthy(generation: int) -> Callable[[dict[str, Any]], bool]:

@@ -21,11 +21,19 @@ from types import FrameType
 
 from rayship import kubecli
 from rayship.contract import model_route
+from rayship.dashboard import ServeDashboard
 from rayship.errors import RayshipError
 from rayship.follow import Follower
-from rayship.local import LocalRay, LocalSecrets, deploy, routing_for
+from rayship.local import (
+    STOP_SIGNALS,
+    LocalRay,
+    LocalSecrets,
+    StartInterrupted,
+    deploy,
+    routing_for,
+)
 from rayship.manifest import load_file
-from rayship.serveconfig import HttpOptions
+from rayship.serveconfig import HttpOptions, ModelRouting
 from rayship.storage import ModelStore
 
 
@@ -66,36 +74,96 @@ def say(line: str) -> None:
     print(line, flush=True)
 
 
+class StopSignals:
+    """SIGTERM and SIGINT as `rayship serve` takes them: the first asks it to stop (`stop`),
+    any later one to stop at once (`hurry`).
+
+    The handler only writes the signal to a pipe, and a thread reading the pipe sets the
+    events. A Python handler runs in the main thread between two bytecodes, possibly while that
+    thread holds the lock inside a `threading.Event` it waits on; setting an Event from the
+    handler would then wait for that lock forever. Writing to a pipe takes no lock.
+
+    SIGINT is taken even when the process inherited it ignored, as a background job of a
+    non-interactive shell does: test runners, supervisors and `kill -INT` send it to stop the
+    server, and it should stop, not linger.
+    """
+
+    def __init__(self) -> None:
+        self.stop = threading.Event()
+        self.hurry = threading.Event()
+        self._read, self._write = os.pipe()
+        os.set_blocking(self._write, False)
+
+    def install(self) -> None:
+        """Take over SIGTERM and SIGINT for this process (from the main thread)."""
+        threading.Thread(target=self._relay, name="rayship-stop-signals", daemon=True).start()
+        for signum in STOP_SIGNALS:
+            signal.signal(signum, self._on_signal)
+
+    def _on_signal(self, signum: int, frame: FrameType | None) -> None:
+        with contextlib.suppress(BlockingIOError):  # a full pipe already holds a request
+            os.write(self._write, bytes([signum]))
+
+    def _relay(self) -> None:
+        """Turn the signals in the pipe into `stop`, then `hurry`."""
+        while received := os.read(self._read, 64):
+            for _ in received:
+                (self.hurry if self.stop.is_set() else self.stop).set()
+
+
 def serve_locally(args: argparse.Namespace) -> int:
-    """Deploy every model in the files, print their URLs, and serve until interrupted."""
+    """Deploy every model in the files, print their URLs, and serve until stopped.
+
+    SIGTERM (what `docker stop`, systemd and Kubernetes send) and SIGINT stop it cleanly, also
+    while it still starts or deploys: requests in flight are answered, then everything it
+    started is ended (`LocalRay`). That is the normal end of a server, so the exit status is 0:
+    docker, systemd and Kubernetes read 0 as a clean stop, whereas 143 or 130 (128 + the
+    signal) would read as a failure, and a restart-on-failure policy would start it again.
+    """
     deployments = [(path, md) for path in args.files for md in load_file(path)]
     store = ModelStore()
     routings = [
         routing_for(md, store, LocalSecrets.load(path, args.env_file, os.environ))
         for path, md in deployments
     ]
-    stop = threading.Event()
-
-    def on_signal(signum: int, frame: FrameType | None) -> None:
-        stop.set()
-
-    signal.signal(signal.SIGTERM, on_signal)
+    signals = StopSignals()
+    signals.install()
     http = HttpOptions(args.host, args.port)
-    with LocalRay(dashboard_port=args.dashboard_port) as dashboard:
-        deploy(dashboard, routings, http, args.timeout)
+    try:
+        with LocalRay(dashboard_port=args.dashboard_port, hurry=signals.hurry) as dashboard:
+            serve_until_stopped(
+                dashboard, http, store, routings, timeout_s=args.timeout, stop=signals.stop
+            )
+    except StartInterrupted:
+        say("stopping")
+    return 0
+
+
+def serve_until_stopped(
+    dashboard: ServeDashboard,
+    http: HttpOptions,
+    store: ModelStore,
+    routings: list[ModelRouting],
+    *,
+    timeout_s: float,
+    stop: threading.Event,
+) -> None:
+    """Deploy, print the URLs and follow `latest` (or just wait) until `stop` is set; a stop
+    that comes while it deploys skips the rest."""
+    if not stop.is_set():
+        deploy(dashboard, routings, http, timeout_s, stop)
+    if not stop.is_set():
         for routing in routings:
             split = ", ".join(f"{v} {p}%" for v, p in routing.traffic)
-            url = f"http://{args.host}:{args.port}{model_route(routing.model_name)}"
-            print(f"serving {routing.model_name} ({split}) at {url}", flush=True)
-        print("press Ctrl-C to stop", flush=True)
+            url = f"http://{http.host}:{http.port}{model_route(routing.model_name)}"
+            say(f"serving {routing.model_name} ({split}) at {url}")
+        say("press Ctrl-C to stop")
         follower = Follower(dashboard, http, store, routings, say)
-        with contextlib.suppress(KeyboardInterrupt):
-            if follower.active:  # a model asks for `latest`: roll its new versions out
-                follower.run(stop)
-            else:
-                stop.wait()
-        print("stopping", flush=True)
-    return 0
+        if follower.active:  # a model asks for `latest`: roll its new versions out
+            follower.run(stop)
+        else:
+            stop.wait()
+    say("stopping")
 
 
 def on_cluster(args: argparse.Namespace) -> int:

@@ -18,12 +18,22 @@ that `LocalRay` starts, the chart's Ray containers), read when HAProxy (re)start
 
 from __future__ import annotations
 
+import csv
+import io
 import json
+import logging
 import os
+import socket
 import sys
+import threading
+import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+
+from rayship.processes import mentioning, process_table
+
+logger = logging.getLogger(__name__)
 
 MARKER = "# rayship: ingress limits"
 FRONTEND = "frontend http_frontend"
@@ -169,6 +179,74 @@ def run_hardened(binary: str, argv: Sequence[str]) -> None:
         limits = IngressLimits.from_env(os.environ)
         config.write_text(harden(config.read_text(), limits, Path(argv[0]).parent))
     os.execv(binary, [binary, *arguments])
+
+
+def drain_ingress(haproxy_dir: Path, timeout_s: float, hurry: threading.Event) -> None:
+    """Have the HAProxy ingress refuse new requests and wait until those in flight are answered:
+    at most `timeout_s`, and no longer once `hurry` is set.
+
+    Through HAProxy's admin socket, which Serve keeps in `haproxy_dir`: every frontend stops
+    listening, and the wait lasts while a server has a request running or queued (what Serve
+    itself calls busy) or an HAProxy that a reload displaced is left (it has no socket to ask
+    and may still be answering). Without HAProxy (RAY_SERVE_ENABLE_HA_PROXY=0) there is no
+    socket: nothing is waited for, and requests in flight through Serve's proxy are cut.
+    """
+    start = time.monotonic()
+    sockets = sorted(haproxy_dir.rglob("admin.sock"))
+    for path in sockets:
+        for row in haproxy_stats(path):
+            if row.get("svname") == "FRONTEND":
+                haproxy_command(path, f"disable frontend {row['pxname']}")
+    told = False
+    while sockets and _ingress_busy(sockets, haproxy_dir):
+        waited = time.monotonic() - start
+        if waited > timeout_s or hurry.wait(0.1):
+            return
+        if waited > 1 and not told:  # a moment is usual: a reload's HAProxy ending
+            logger.info(
+                "waiting up to %.0fs for requests in flight; signal again to stop now", timeout_s
+            )
+            told = True
+
+
+def _ingress_busy(sockets: list[Path], haproxy_dir: Path) -> bool:
+    """Whether a request may still run behind the HAProxy ingress."""
+    owners = set()
+    for path in sockets:
+        servers = [row for row in haproxy_stats(path) if row.get("svname") not in _NOT_SERVERS]
+        if any(int(row.get("scur") or 0) + int(row.get("qcur") or 0) for row in servers):
+            return True
+        info = dict(
+            line.split(": ", 1)
+            for line in haproxy_command(path, "show info").splitlines()
+            if ": " in line
+        )
+        owners.add(info.get("Pid"))
+    return any(str(entry.pid) not in owners for entry in mentioning(process_table(), haproxy_dir))
+
+
+_NOT_SERVERS = ("FRONTEND", "BACKEND")
+
+
+def haproxy_stats(socket_path: Path) -> list[dict[str, str]]:
+    """HAProxy's `show stat`: a row per frontend, backend and server; none if it cannot say."""
+    text = haproxy_command(socket_path, "show stat").removeprefix("# ")
+    return list(csv.DictReader(io.StringIO(text)))
+
+
+def haproxy_command(socket_path: Path, command: str) -> str:
+    """HAProxy's answer to one admin-socket command; empty if it cannot be reached."""
+    try:
+        with socket.socket(socket.AF_UNIX) as connection:
+            connection.settimeout(2.0)
+            connection.connect(str(socket_path))
+            connection.sendall(f"{command}\n".encode())
+            chunks = []
+            while chunk := connection.recv(65536):
+                chunks.append(chunk)
+    except OSError:
+        return ""
+    return b"".join(chunks).decode(errors="replace")
 
 
 if __name__ == "__main__":

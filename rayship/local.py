@@ -17,20 +17,28 @@ import shutil
 import signal
 import socket
 import tempfile
+import threading
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from types import TracebackType
+from types import FrameType, TracebackType
 from typing import Any
 
 from rayship.auth import parse_tokens, server_tokens
 from rayship.credentials import AUTH_FIELD, env_from_field
 from rayship.dashboard import DashboardError, ServeDashboard
 from rayship.errors import CredentialsError, InvalidSpec, RayshipError
-from rayship.haproxy import write_launcher
+from rayship.haproxy import drain_ingress, write_launcher
 from rayship.ingress import ROUTES_PATH, route_table
 from rayship.manifest import ModelDeployment
+from rayship.processes import (
+    ProcessEntry,
+    descendants,
+    end_processes,
+    has_variable,
+    process_table,
+)
 from rayship.serveconfig import (
     HttpOptions,
     LiveVersion,
@@ -180,8 +188,26 @@ def routing_for(
     )
 
 
-def wait_running(dashboard: ServeDashboard, names: list[str], timeout_s: float) -> None:
-    """Block until every named application runs; DeployFailed as soon as one fails."""
+def _pause(seconds: float, stop: threading.Event | None) -> bool:
+    """Sleep `seconds`, cut short when `stop` is set; whether a stop was asked for.
+
+    The waits below poll Serve; a process asked to stop while it deploys should not sit out
+    the rest of a readiness timeout first.
+    """
+    if stop is None:
+        time.sleep(seconds)
+        return False
+    return stop.wait(seconds)
+
+
+def wait_running(
+    dashboard: ServeDashboard,
+    names: list[str],
+    timeout_s: float,
+    stop: threading.Event | None = None,
+) -> None:
+    """Block until every named application runs, or `stop` is set; DeployFailed as soon as
+    one fails."""
     deadline = time.monotonic() + timeout_s
     while True:
         states = app_states(dashboard.applications())
@@ -194,18 +220,28 @@ def wait_running(dashboard: ServeDashboard, names: list[str], timeout_s: float) 
         if time.monotonic() > deadline:
             waiting = [name for name in names if not (name in states and states[name].running)]
             raise DeployFailed(f"not running after {timeout_s:.0f}s: {', '.join(waiting)}")
-        time.sleep(0.5)
+        if _pause(0.5, stop):
+            return
 
 
 def deploy(
-    dashboard: ServeDashboard, routings: list[ModelRouting], http: HttpOptions, timeout_s: float
+    dashboard: ServeDashboard,
+    routings: list[ModelRouting],
+    http: HttpOptions,
+    timeout_s: float,
+    stop: threading.Event | None = None,
 ) -> None:
-    """PUT the composed config and wait until it serves: applications running, routes in place."""
+    """PUT the composed config and wait until it serves: applications running, routes in place.
+
+    Once `stop` is set it returns without waiting further: the caller is stopping, and Serve's
+    half-done deployment goes with its Ray.
+    """
     deadline = time.monotonic() + timeout_s
     config = compose(routings, http)
     dashboard.put_config(config)
-    wait_running(dashboard, app_names(routings), timeout_s)
-    wait_routed(http, routes_of(config), max(deadline - time.monotonic(), 1.0))
+    wait_running(dashboard, app_names(routings), timeout_s, stop)
+    if stop is None or not stop.is_set():
+        wait_routed(http, routes_of(config), max(deadline - time.monotonic(), 1.0), stop)
 
 
 def routes_of(config: dict[str, Any]) -> dict[str, str]:
@@ -217,8 +253,13 @@ def routes_of(config: dict[str, Any]) -> dict[str, str]:
     }
 
 
-def wait_routed(http: HttpOptions, routes: dict[str, str], timeout_s: float) -> None:
-    """Block until the HTTP ingress routes exactly `routes`.
+def wait_routed(
+    http: HttpOptions,
+    routes: dict[str, str],
+    timeout_s: float,
+    stop: threading.Event | None = None,
+) -> None:
+    """Block until the HTTP ingress routes exactly `routes`, or `stop` is set.
 
     Serve reports applications running before its ingress (HAProxy in throughput-optimized
     mode, else Serve's proxy) has the new routes; until then a model URL may still reach the
@@ -233,31 +274,85 @@ def wait_routed(http: HttpOptions, routes: dict[str, str], timeout_s: float) -> 
             raise DeployFailed(
                 f"{url}{ROUTES_PATH} still says {current} after {timeout_s:.0f}s, not {routes}"
             )
-        time.sleep(0.2)
+        if _pause(0.2, stop):
+            return
         current = route_table(url)
+
+
+STOP_SIGNALS = (signal.SIGTERM, signal.SIGINT)
+"""The signals that stop a process serving on a LocalRay; `ray.init` must not keep them."""
+
+DRAIN_SECONDS = 20.0
+"""Longest a stop waits for requests in flight: Serve's default graceful_shutdown_timeout_s,
+which is what Serve gives the requests of a replica it stops (Rayship composes no other)."""
+
+OWNER_VARIABLE = "RAYSHIP_LOCAL_RAY"
+"""Set, to the LocalRay's folder, in the environment of every process its Ray starts."""
+
+SignalHandler = Callable[[int, FrameType | None], Any] | int | signal.Handlers | None
+
+
+class StartInterrupted(RayshipError):
+    """SIGTERM arrived while `ray.init` ran and Ray's own handler cut it short; what it had
+    started has been stopped again."""
 
 
 @dataclass
 class LocalRay:
-    """A Ray head on this machine with its dashboard on loopback, owned by this process."""
+    """A Ray head on this machine with its dashboard on loopback, owned by this process.
+
+    Leaving the block stops all of it, whatever ended the block (`_stop`): the ingress refuses
+    new requests and those in flight get up to `drain_s` to finish (no more once `hurry` is
+    set), then Ray goes down, and any process it started that outlives `ray.shutdown` is ended.
+    """
 
     dashboard_port: int = 0
     num_cpus: int = LOCAL_LOGICAL_CPUS
+    drain_s: float = DRAIN_SECONDS
+    hurry: threading.Event = field(default_factory=threading.Event)
     _haproxy_dir: Path = field(init=False, repr=False)
+    _seen: set[tuple[int, int]] = field(init=False, repr=False, default_factory=set)
 
     def __enter__(self) -> ServeDashboard:
         try:
-            import ray
+            import ray  # noqa: F401  (only whether it is there)
         except ImportError:
             raise DeployFailed("local mode needs Ray: pip install 'rayship[serve]'") from None
 
         port = self.dashboard_port or free_port()
-        # Ray's processes inherit this process's environment when ray.init starts them; the
-        # caller's own environment is left as it was afterwards.
-        saved = dict(os.environ)
         self._haproxy_dir = Path(tempfile.mkdtemp(prefix="rayship-haproxy-"))
-        write_launcher(self._haproxy_dir)
+        try:
+            write_launcher(self._haproxy_dir)
+            self._init(port)
+            dashboard = ServeDashboard(f"http://127.0.0.1:{port}")
+            _wait_dashboard(dashboard, timeout_s=60)
+        except BaseException as error:
+            self._stop()
+            if isinstance(error, SystemExit) and error.code == signal.SIGTERM:
+                raise StartInterrupted("stopped by SIGTERM while Ray was starting") from None
+            raise
+        return dashboard
+
+    def _init(self, port: int) -> None:
+        """`ray.init` in the environment Serve needs, keeping this process's stop handlers.
+
+        Ray's processes inherit this process's environment when ray.init starts them, and
+        pass it on to every process they start: with `OWNER_VARIABLE` in it, all of them can be
+        found again (`_processes`). The caller's own environment is left as it was afterwards.
+
+        ray.init also takes SIGTERM over: while it starts the node, with a handler that calls
+        sys.exit(SIGTERM), then, in its core worker, with a native one that dumps the stack and
+        aborts the process (the "*** SIGTERM received" of a stopped `rayship serve`), so no
+        clean-up ran and Ray's agents and HAProxy outlived it. The handlers the process had for
+        `STOP_SIGNALS` are put back; a SIGTERM in the last moments of ray.init, after its core
+        worker started, still meets Ray's native one.
+        """
+        import ray
+
+        saved_environment = dict(os.environ)
+        handlers = {signum: signal.getsignal(signum) for signum in STOP_SIGNALS}
         os.environ.update(serve_environment(os.environ, self._haproxy_dir))
+        os.environ[OWNER_VARIABLE] = str(self._haproxy_dir)
         try:
             ray.init(
                 num_cpus=self.num_cpus,
@@ -268,10 +363,8 @@ class LocalRay:
             )
         finally:
             os.environ.clear()
-            os.environ.update(saved)
-        dashboard = ServeDashboard(f"http://127.0.0.1:{port}")
-        _wait_dashboard(dashboard, timeout_s=60)
-        return dashboard
+            os.environ.update(saved_environment)
+            restore_handlers(handlers)
 
     def __exit__(
         self,
@@ -279,15 +372,70 @@ class LocalRay:
         error: BaseException | None,
         trace: TracebackType | None,
     ) -> None:
-        import ray
-        from ray import serve
+        self._stop()
 
+    def _stop(self) -> None:
+        """Stop all `__enter__` started, also after a start that failed half-way.
+
+        The ingress first (`drain_ingress`), so requests in flight are answered; then
+        `ray.shutdown`, which ends the processes ray.init started and, through the raylet, the
+        workers; then whatever outlived it (Ray's agents and the HAProxy that Serve starts do
+        not always end with their parents, and a start cut short leaves the dashboard's helpers
+        behind).
+
+        Serve's own `serve.shutdown` is not called: in HAProxy mode it keeps every HTTP ingress
+        replica up for 30 s, a window for external load balancers to notice (there is none in
+        front of this Ray), before the replica even starts draining, and all it would clean up
+        lives in this Ray, which goes. So replicas' destructors do not run: an asynchronous job
+        still running is answered as lost, as after a crash (`rayship_predictors.jobs`).
+        """
+        import ray
+
+        drain_ingress(self._haproxy_dir, self.drain_s, self.hurry)
+        self._processes()  # seen while their parents run: ray.shutdown may orphan them
         try:
-            serve.shutdown()
+            ray.shutdown(wait_for_processes=True)
+        except Exception:  # what it left running is ended below
+            logger.warning("ray.shutdown failed; ending Ray's processes", exc_info=True)
         finally:
-            ray.shutdown()
-            stop_leftovers(self._haproxy_dir)
+            end_processes(self._processes)
             shutil.rmtree(self._haproxy_dir, ignore_errors=True)
+
+    def _processes(self) -> list[ProcessEntry]:
+        """Every process this LocalRay's Ray started, directly or not: GCS, raylet, dashboard
+        and its helpers, agents, workers, HAProxy.
+
+        They carry `OWNER_VARIABLE`, which names this LocalRay's own folder (so no other Ray's
+        are found), or descend from one that does: Ray's agents retitle themselves over their
+        environment's memory, and /proc no longer shows it. Each is remembered once seen, as
+        an orphan no longer shows whose it was.
+        """
+        table = process_table()
+        roots = {
+            entry
+            for entry in table
+            if entry.pid != os.getpid()
+            and (
+                (entry.pid, entry.started) in self._seen
+                or has_variable(entry.pid, OWNER_VARIABLE, str(self._haproxy_dir))
+            )
+        }
+        found = descendants(table, roots)
+        self._seen.update((entry.pid, entry.started) for entry in found)
+        return found
+
+
+def restore_handlers(handlers: Mapping[signal.Signals, SignalHandler]) -> None:
+    """Put signal handlers back as `signal.getsignal` reported them.
+
+    Only the main thread may set handlers, and one set outside Python (reported as None) cannot
+    be put back: both are left as they are.
+    """
+    if threading.current_thread() is not threading.main_thread():
+        return
+    for signum, handler in handlers.items():
+        if handler is not None:
+            signal.signal(signum, handler)
 
 
 FALLBACK_PROXY_PORTS = ("RAY_SERVE_FALLBACK_PROXY_HTTP_PORT", "RAY_SERVE_FALLBACK_PROXY_GRPC_PORT")
@@ -329,27 +477,6 @@ def ingress_max_connections(wanted: int = 16384) -> int:
     if hard == resource.RLIM_INFINITY:
         return wanted
     return max(1024, min(wanted, (hard - 1024) // 3))
-
-
-def stop_leftovers(marker: Path) -> None:
-    """SIGTERM processes whose command line mentions `marker`.
-
-    Ray's shutdown can leave the HAProxy it started running (re-parented to init); its command
-    line names the config in this LocalRay's own folder, so only ours are found. Linux only:
-    elsewhere there is no /proc and nothing is done.
-    """
-    proc = Path("/proc")
-    if not proc.is_dir():
-        return
-    needle = str(marker).encode()
-    for entry in proc.iterdir():
-        if not entry.name.isdigit() or int(entry.name) == os.getpid():
-            continue
-        try:
-            if needle in (entry / "cmdline").read_bytes():
-                os.kill(int(entry.name), signal.SIGTERM)
-        except (OSError, ProcessLookupError):
-            continue
 
 
 def _wait_dashboard(dashboard: ServeDashboard, timeout_s: float) -> None:

@@ -8,8 +8,6 @@ from __future__ import annotations
 import json
 import os
 import signal
-import subprocess
-import sys
 import time
 import urllib.error
 import urllib.request
@@ -18,21 +16,11 @@ from pathlib import Path
 import pytest
 
 from rayship.local import free_port
+from support.local_mode import rayship
 
 pytestmark = pytest.mark.ray
 
 REPO = Path(__file__).resolve().parents[2]
-
-
-def rayship(*args: str, cwd: Path) -> subprocess.Popen[str]:
-    return subprocess.Popen(
-        [sys.executable, "-P", "-m", "rayship.cli", *args],
-        cwd=cwd,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-        start_new_session=True,
-    )
 
 
 def test_serve_example_then_stop_with_ctrl_c(example_models: Path, tmp_path: Path) -> None:

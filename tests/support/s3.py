@@ -161,9 +161,9 @@ def _wait_until_up(server: S3Server) -> None:
         if not server.running:
             break
         try:
-            with urllib.request.urlopen(f"{server.endpoint_url}/moto-api/", timeout=1):
+            with urllib.request.urlopen(f"{server.endpoint_url}/moto-api/", timeout=5):
                 return
-        except (urllib.error.URLError, ConnectionError):
+        except OSError:  # refused, reset, or a slow first answer on a busy machine (timeout)
             time.sleep(0.05)
     log = server.log_path.read_text(errors="replace")[-4000:]
     raise RuntimeError(f"moto server at {server.endpoint_url} did not start; its log:\n{log}")

@@ -355,6 +355,10 @@ class LocalRay:
         os.environ[OWNER_VARIABLE] = str(self._haproxy_dir)
         try:
             ray.init(
+                # A new Ray of its own: without an address ray.init joins the cluster a
+                # `ray start` on this machine last recorded (/tmp/ray/ray_current_cluster),
+                # even a dead one, and then refuses num_cpus.
+                address="local",
                 num_cpus=self.num_cpus,
                 include_dashboard=True,
                 dashboard_host="127.0.0.1",

@@ -27,13 +27,14 @@ from controlplane.cluster import ControlPlane
 from e2e.conftest import Stack, open_stack
 from rayship.contract import version_app_name
 from support.blackout import Blackout
-from support.ray_cluster import ServeCluster
+from support.ray_cluster import ServeCluster, WorkerNode
 from support.s3 import S3Server
 from support.traffic import SteadyLoad, condition, settled
 from support.waiting import eventually
 
 OUTAGE_S = 30.0  # how long the API server and the dashboard stay away
 RECOVERY_TIMEOUT_S = 180.0
+REPLICA_CPUS = 4  # a worker node holds one such replica; the head holds the replacement
 
 
 @dataclass(frozen=True)
@@ -66,6 +67,8 @@ class FaultStack:
     stack: Stack
     s3: Blackout
     dashboard: Blackout
+    workdir: Path
+    """Where a scenario may write (a worker node's log)."""
 
 
 @contextmanager
@@ -86,7 +89,7 @@ def fault_stack(  # noqa: PLR0917 - the parts of a Stack, in open_stack's order
             plane, namespace, serve, s3, models, operator_log, dashboard=dashboard_path.url
         ) as stack,
     ):
-        yield FaultStack(stack, s3_path, dashboard_path)
+        yield FaultStack(stack, s3_path, dashboard_path, operator_log.parent)
 
 
 def host_port(url: str) -> tuple[str, int]:
@@ -211,6 +214,32 @@ def replica_killed(faults: FaultStack) -> FaultReport:
     return report("a replica SIGKILLed (of 2)", load, allowed=2, recovered_s=recovered)
 
 
+def worker_node_lost(faults: FaultStack) -> FaultReport:
+    """Lose a Ray worker node with one of two replicas on it: only requests in flight on it
+    may fail; Serve replaces the replica on the node left, and the status shows two ready
+    replicas again."""
+    stack, name = faults.stack, "fault-node"
+    app = version_app_name(name, "1")
+    with WorkerNode(num_cpus=REPLICA_CPUS, log=faults.workdir / "worker-node.log") as node:
+        serve_model(faults, name, replicas=2, resources={"cpu": REPLICA_CPUS})
+        stack.wait_for(name, settled(1, readyReplicas=2))
+        assert node.node_id in replica_nodes(stack, app), "no replica was placed on the worker"
+        with SteadyLoad(stack.serve.address, name) as load:
+            time.sleep(2)  # steady before the loss
+            before = stack.serve.replica_ids(name)[app]
+            node.kill()
+            lost = time.monotonic()
+            eventually(
+                lambda: len(stack.serve.replica_ids(name)[app] - before) == 1,
+                timeout_s=RECOVERY_TIMEOUT_S,
+                what="a replacement replica",
+            )
+            stack.wait_for(name, settled(1, readyReplicas=2), timeout_s=RECOVERY_TIMEOUT_S)
+            recovered = time.monotonic() - lost
+            time.sleep(2)  # and steady after
+    return report("a Ray worker node lost (1 of 2 replicas on it)", load, 2, recovered)
+
+
 def dashboard_unreachable(faults: FaultStack) -> FaultReport:
     """Cut the operator's way to the Ray dashboard for OUTAGE_S: serving goes on, the status
     says the cluster is unreachable, and Ready again once it is back."""
@@ -234,19 +263,28 @@ SCENARIOS: tuple[Callable[[FaultStack], FaultReport], ...] = (
     s3_down_during_rollout,
     s3_down_while_a_replica_starts,
     replica_killed,
+    worker_node_lost,
     dashboard_unreachable,
 )
 
 
-def replica_pids(stack: Stack, app: str) -> list[int]:
-    """The process ids of an application's running replicas, as Serve reports them."""
+def running_replicas(stack: Stack, app: str) -> list[dict[str, Any]]:
+    """An application's running replicas, as Serve reports them (pid, node_id, ...)."""
     details = stack.serve.dashboard.applications()[app]
     return [
-        int(replica["pid"])
+        replica
         for deployment in details["deployments"].values()
         for replica in deployment.get("replicas") or []
-        if replica.get("state") == "RUNNING" and replica.get("pid")
+        if replica.get("state") == "RUNNING"
     ]
+
+
+def replica_pids(stack: Stack, app: str) -> list[int]:
+    return [int(replica["pid"]) for replica in running_replicas(stack, app)]
+
+
+def replica_nodes(stack: Stack, app: str) -> set[str]:
+    return {str(replica["node_id"]) for replica in running_replicas(stack, app)}
 
 
 def degraded(generation: int, reason: str) -> Callable[[dict[str, Any]], bool]:

@@ -7,11 +7,18 @@ application, so each test deploys the full set it needs.
 
 from __future__ import annotations
 
+import os
 import shutil
+import signal
+import subprocess
+import sys
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
+from types import TracebackType
+from typing import Self
 
 import pytest
 
@@ -87,3 +94,71 @@ def serve_cluster() -> Iterator[ServeCluster]:
     """The session's local Ray (`local_serve_cluster`), shut down after the session."""
     with local_serve_cluster() as cluster:
         yield cluster
+
+
+class WorkerNode:
+    """A second Ray node joined to this process's Ray (`ray start --address`), as a KubeRay
+    worker pod is a node of its own: its processes form a process group of their own, so
+    `kill` loses the whole node at once, the way a node or a pod is lost.
+
+    The node shares this machine's address with the head; Serve spreads a deployment's replicas
+    over both nodes.
+    """
+
+    def __init__(self, num_cpus: int, log: Path) -> None:
+        self.num_cpus = num_cpus
+        self.log = log
+        self.node_id = ""
+        self._process: subprocess.Popen[bytes] | None = None
+        self._record: Path | None = None
+
+    def __enter__(self) -> Self:
+        import ray
+
+        before = alive_nodes()
+        from ray._common.utils import get_ray_address_file  # where `ray start` records it
+
+        self._record = Path(get_ray_address_file(None))
+        # The local Ray uses token authentication; a joining `ray start` must be told to.
+        env = dict(os.environ, RAY_AUTH_MODE="token")
+        with self.log.open("ab") as out:
+            self._process = subprocess.Popen(
+                [str(Path(sys.executable).with_name("ray")), "start", "--block",
+                 f"--address={ray.get_runtime_context().gcs_address}",
+                 f"--num-cpus={self.num_cpus}", "--disable-usage-stats"],
+                env=env, stdout=out, stderr=subprocess.STDOUT, start_new_session=True,
+            )  # fmt: skip
+        deadline = time.monotonic() + 120
+        while not (joined := alive_nodes() - before):
+            if time.monotonic() > deadline or self._process.poll() is not None:
+                self.kill()
+                raise RuntimeError(f"the worker node did not join; its log: {self.log}")
+            time.sleep(0.5)
+        (self.node_id,) = joined
+        return self
+
+    def __exit__(
+        self,
+        kind: type[BaseException] | None,
+        error: BaseException | None,
+        trace: TracebackType | None,
+    ) -> None:
+        self.kill()
+
+    def kill(self) -> None:
+        """SIGKILL every process of the node (raylet, agents, its replicas): the node is lost."""
+        process, self._process = self._process, None
+        if process is not None and process.poll() is None:
+            os.killpg(process.pid, signal.SIGKILL)
+            process.wait(timeout=30)
+        # `ray start` recorded the cluster for later `ray` commands; killed, it cannot take
+        # the record back, and a Ray started later without an address would try to join it.
+        if self._record is not None:
+            self._record.unlink(missing_ok=True)
+
+
+def alive_nodes() -> set[str]:
+    """The ids of the Ray nodes alive now."""
+    import ray
+
+    return {node["NodeID"] for node in ray.nodes() if node["Alive"]}

@@ -14,6 +14,7 @@ from __future__ import annotations
 import copy
 import functools
 import re
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
@@ -24,7 +25,7 @@ import jsonschema
 import yaml
 from celpy import celtypes
 from celpy.adapter import json_to_cel
-from celpy.evaluation import CELEvalError, CELFunction
+from celpy.evaluation import CELEvalError, CELFunction, function_matches
 
 from rayship.contract import API_VERSION, KIND
 from rayship.errors import InvalidSpec
@@ -66,6 +67,26 @@ def crd_schema() -> Schema:
     return schema
 
 
+def drop_nulls(schema: Schema, value: Any) -> Any:
+    """Return `value` without the nulls the API server drops before defaulting.
+
+    A null where the schema does not say `nullable: true` is removed from its object, as if the
+    field were absent (so a default applies, and a required field is reported missing); under
+    `x-kubernetes-preserve-unknown-fields` values are the user's and kept. A null list item is
+    kept, and refused by the schema as the API server refuses it.
+    """
+    if isinstance(value, dict) and schema.get("type") == "object":
+        properties = schema.get("properties", {})
+        return {
+            key: drop_nulls(properties[key], item) if key in properties else item
+            for key, item in value.items()
+            if item is not None or key not in properties or properties[key].get("nullable")
+        }
+    if isinstance(value, list) and "items" in schema:
+        return [drop_nulls(schema["items"], item) for item in value]
+    return value
+
+
 def apply_defaults(schema: Schema, value: Any) -> Any:
     """Return `value` with the schema's `default`s filled in, as the API server does.
 
@@ -85,9 +106,50 @@ def apply_defaults(schema: Schema, value: Any) -> Any:
     return value
 
 
+def _re2_pattern(
+    validator: jsonschema.protocols.Validator, pattern: str, instance: Any, _: Mapping[str, Any]
+) -> Iterator[jsonschema.ValidationError]:
+    """The `pattern` keyword as the API server reads it: with RE2 (the engine cel-python's
+    matches() uses), where `$` ends the text; Python's `re` also lets it match before a final
+    line break, so `abc\\n` would pass `^[a-z]+$` here and be refused by the cluster."""
+    if not validator.is_type(instance, "string"):
+        return
+    matched = function_matches(instance, pattern)
+    if not (isinstance(matched, celtypes.BoolType) and matched):
+        yield jsonschema.ValidationError(f"{instance!r} does not match {pattern!r}")
+
+
+_Draft7 = jsonschema.Draft7Validator
+_Validator = jsonschema.validators.create(
+    meta_schema=_Draft7.META_SCHEMA,
+    validators={**_Draft7.VALIDATORS, "pattern": _re2_pattern},
+    type_checker=_Draft7.TYPE_CHECKER,
+    format_checker=_Draft7.FORMAT_CHECKER,
+)
+"""Draft 7 validation, but for `pattern`."""
+
+
+def _unencodable(value: Any, path: str) -> list[str]:
+    """Strings that are not Unicode text (a lone surrogate, which a YAML escape such as
+    "\\udc3d" makes): JSON cannot carry them to an API server, nor RE2 match them."""
+    if isinstance(value, str):
+        try:
+            value.encode()
+        except UnicodeEncodeError as error:
+            return [f"{path}: {value!r} is not valid Unicode text ({error.reason})"]
+        return []
+    if isinstance(value, dict):
+        return [m for key, item in value.items() for m in _unencodable(item, f"{path}.{key}")]
+    if isinstance(value, list):
+        return [
+            m for index, item in enumerate(value) for m in _unencodable(item, f"{path}.{index}")
+        ]
+    return []
+
+
 def _schema_errors(schema: Schema, document: dict[str, Any]) -> list[str]:
     """Structural schema violations, each prefixed with its dotted field path."""
-    validator = jsonschema.Draft7Validator(schema)
+    validator = _Validator(schema)
     messages = []
     for error in sorted(validator.iter_errors(document), key=lambda e: list(e.absolute_path)):
         path = ".".join(str(part) for part in error.absolute_path) or "<root>"
@@ -179,8 +241,9 @@ def validate(document: dict[str, Any]) -> dict[str, Any]:
     if not isinstance(document.get("metadata"), dict) or "name" not in document["metadata"]:
         raise ManifestError(f"{where}: metadata.name is required")
     schema = crd_schema()
-    defaulted: dict[str, Any] = apply_defaults(schema, document)
-    messages = _schema_errors(schema, defaulted)
+    defaulted: dict[str, Any] = apply_defaults(schema, drop_nulls(schema, document))
+    messages = [m.removeprefix(".") for m in _unencodable(defaulted.get("spec"), ".spec")]
+    messages = messages or _schema_errors(schema, defaulted)
     if not messages:
         messages = [message.removeprefix(".") for message in _cel_errors(schema, defaulted, "")]
     if messages:

@@ -279,6 +279,8 @@ def from_plain(hint: Any, value: Any) -> Any:
         return tuple(from_plain(item_hint, item) for item in value)
     if hint is float:
         return float(value)
+    if hint is int:
+        return int(value)  # an integer written 2.0, which the API server stores as 2
     return value
 
 

@@ -10,11 +10,12 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 from controlplane.cluster import ControlPlane
-from e2e.faults import SCENARIOS, FaultReport, FaultStack, fault_stack
+from e2e.faults import SCENARIOS, FaultReport, FaultStack, fault_stack, worker_node_lost
 from support.ray_cluster import ServeCluster
 from support.s3 import S3Server
 
@@ -43,7 +44,15 @@ def faults(  # noqa: PLR0917 - pytest injects fixtures positionally
         yield faults
 
 
-@pytest.mark.parametrize("scenario", SCENARIOS, ids=lambda s: s.__name__)
+def _marked(scenario: Callable[[FaultStack], FaultReport]) -> Any:
+    if scenario is worker_node_lost:  # README "Faults": passed in the suite, failed once in
+        # bench/faults.py (the replacement replica failed Serve's health check, LoadFailed)
+        reason = "unstable: a replacement replica once failed its health check"
+        return pytest.param(scenario, marks=pytest.mark.xfail(reason=reason, strict=False))
+    return scenario
+
+
+@pytest.mark.parametrize("scenario", [_marked(s) for s in SCENARIOS], ids=lambda s: s.__name__)
 def test_fault(faults: FaultStack, scenario: Callable[[FaultStack], FaultReport]) -> None:
     found = scenario(faults)
     print(f"\n{found.row()}")

@@ -22,7 +22,7 @@ import tritonclient.http as triton
 from e2e.conftest import Stack
 from support.http import http_call
 from support.ray_cluster import ServeCluster
-from support.traffic import settled
+from support.traffic import condition, settled
 from support.waiting import eventually
 
 pytestmark = [pytest.mark.e2e, pytest.mark.kube, pytest.mark.ray]
@@ -37,13 +37,6 @@ def infer(serve: ServeCluster, model: str, version: str = "") -> dict[str, Any]:
     given.set_data_from_numpy(ROW)
     response: dict[str, Any] = client.infer(model, [given], model_version=version).get_response()
     return response
-
-
-def condition(status: dict[str, Any], kind: str) -> dict[str, Any]:
-    for item in status.get("conditions") or []:
-        if item["type"] == kind:
-            return dict(item)
-    return {}
 
 
 def ready_on(version: str) -> Any:

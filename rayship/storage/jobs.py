@@ -97,6 +97,6 @@ def open_job_store(storage_uri: str, model_name: str, storage: StorageSpec) -> J
     location = parse_model_uri(storage_uri)
     if isinstance(location, Path):
         return FolderJobStore(location / model_name)
-    return S3JobStore(
-        make_client(storage, None), location.bucket, f"{location.prefix}{model_name}/"
-    )
+    with errors_naming(storage_uri):  # botocore refuses some settings here (a malformed region)
+        client = make_client(storage, None)
+    return S3JobStore(client, location.bucket, f"{location.prefix}{model_name}/")

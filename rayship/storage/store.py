@@ -20,7 +20,7 @@ from rayship.storage.cache import CacheSlot
 from rayship.storage.errors import ModelNotFound, StorageError, StorageUnavailable
 from rayship.storage.local import LocalPrefix
 from rayship.storage.names import LATEST, check_version_name, is_version_name
-from rayship.storage.s3 import Credentials, S3Prefix, make_client
+from rayship.storage.s3 import Credentials, S3Prefix, errors_naming, make_client
 from rayship.storage.uris import parse_model_uri
 from rayship.storage.versions import ObjectEntry, natural_key, version_digest
 
@@ -72,7 +72,9 @@ class ModelStore:
         location = parse_model_uri(uri)
         if isinstance(location, Path):
             return LocalPrefix(location)
-        return S3Prefix(self._client, location)
+        with errors_naming(uri):  # botocore refuses some settings here (a malformed region)
+            client = self._client
+        return S3Prefix(client, location)
 
     def list_versions(self, uri: str) -> list[str]:
         """The versions under a model prefix in natural order (`2` before `10`), oldest first."""

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 import os
@@ -120,6 +121,17 @@ def test_no_versions_and_no_bucket_are_not_found(s3_server: S3Server, store: Mod
         store.resolve(f"s3://{bucket}/iris", "latest")
     with pytest.raises(ModelNotFound, match=r"^s3://no-such-bucket-x/iris/ not found \(no such"):
         store.list_versions("s3://no-such-bucket-x/iris")
+
+
+def test_a_region_botocore_refuses_is_a_storage_error_naming_the_uri(
+    s3_server: S3Server, uri: str
+) -> None:
+    """botocore refuses a malformed region when the client is made, before any request: the
+    operator reports only `StorageError`s, so anything else would fail its handler forever."""
+    storage = dataclasses.replace(s3_server.storage, region="eu west")
+    with pytest.raises(StorageError, match=rf"^cannot read {uri}: .*'eu west'") as caught:
+        ModelStore(storage).resolve(uri, "1")
+    assert caught.value.uri == uri
 
 
 def test_digest_covers_key_etag_and_size_of_every_object(

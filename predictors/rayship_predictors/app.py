@@ -19,7 +19,6 @@ import logging
 from collections.abc import Awaitable, Callable
 from dataclasses import replace
 from functools import partial
-from pathlib import Path
 from typing import Any
 
 from ray.serve.handle import DeploymentHandle
@@ -44,6 +43,7 @@ from rayship.storage.jobs import open_job_store
 from rayship_predictors.auth import OPEN_PATHS, check_bearer
 from rayship_predictors.dataplane import Call, Outcome, Reply, VersionDataPlane
 from rayship_predictors.errors import InferenceError, NotFound
+from rayship_predictors.fetching import fetch_patiently
 from rayship_predictors.http import PayloadTooLarge, RouteTable, find_handler, serve_http
 from rayship_predictors.jobs import AsyncJobs
 from rayship_predictors.runtimes.loader import load_runtime
@@ -94,9 +94,12 @@ class ModelVersion:
     def __init__(self, args: VersionArgs) -> None:
         model_name, version = args.model_name, args.version
         self.storage = args.storage
-        local_dir: Path = ModelStore(args.storage).fetch(args.storage_uri, version)
-        runtime = load_runtime(args.runtime, local_dir, args.use_gpu, model_name=model_name)
         settings = PredictorSettings.from_env()
+        store = ModelStore(args.storage)
+        local_dir = fetch_patiently(
+            store, args.storage_uri, version, settings.storage_patience_seconds
+        )
+        runtime = load_runtime(args.runtime, local_dir, args.use_gpu, model_name=model_name)
         self.plane = VersionDataPlane(model_name, version, runtime, settings.predict_threads)
         self.siblings = TrafficTable(model_name, {}, ())  # live versions; traffic unused here
         self.handles = VersionHandles()

@@ -43,6 +43,13 @@ class PredictorSettings:
     An `async def predict` never uses the threads. `spec.maxOngoingRequests` (64 by default)
     bounds how many requests a replica holds, waiting for a thread or running."""
 
+    storage_patience_seconds: float = 60.0
+    """RAYSHIP_STORAGE_PATIENCE_SECONDS: how long a starting replica keeps trying an S3 that
+    cannot be reached (with no cached copy of its version) before it fails. Serve gives a
+    failing replica few tries, and a version whose replicas fail is rolled back: without the
+    wait, S3 away for seconds as a rollout starts would roll back a good version. The
+    operator's readiness deadline (spec.rollout.readinessDeadlineSeconds) still bounds it."""
+
     server_name: str = "rayship"
     """No variable: the `name` that `GET /v2` reports. It names the server software, not a
     deployment, so there is nothing to configure."""
@@ -58,6 +65,9 @@ class PredictorSettings:
         return cls(
             max_request_bytes=int(env.get("RAYSHIP_MAX_REQUEST_BYTES", cls.max_request_bytes)),
             predict_threads=int(env.get("RAYSHIP_PREDICT_THREADS", cls.predict_threads)),
+            storage_patience_seconds=float(
+                env.get("RAYSHIP_STORAGE_PATIENCE_SECONDS", cls.storage_patience_seconds)
+            ),
         )
 
     def __post_init__(self) -> None:

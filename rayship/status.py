@@ -52,9 +52,14 @@ def summarize(message: str) -> str:
 
 
 def unschedulable(message: str) -> str | None:
-    """What replicas that Ray cannot place need and what the cluster has, if Serve says so."""
+    """What replicas that Ray cannot place need and what the cluster has, if Serve says so.
+
+    Serve says it of any replica not started within 30 s; one that needs no resources at all
+    (`{}`) waits for something else (a runtime environment, a busy node), which is no
+    resource problem to report.
+    """
     match = _UNSCHEDULABLE.search(_ANSI.sub("", message))
-    if match is None:
+    if match is None or match.group("need") == "{}":
         return None
     need, have = match.group("need"), match.group("have")
     return f"each replica needs {need}" + (f", the cluster has {have} available" if have else "")

@@ -152,6 +152,15 @@ def test_unschedulable_replicas_name_the_resources_while_waiting_and_at_the_dead
     )
 
 
+def test_slow_replicas_that_need_no_resources_are_not_waiting_for_resources() -> None:
+    """Serve's 30 s message names what each replica needs; needing nothing, a replica is slow
+    for another reason, and the version is rolling out as usual."""
+    slow = AppState("DEPLOYING", UNSCHEDULABLE.message.replace("{'CPU': 1.0, 'GPU': 4.0}", "{}"), 0)
+    waiting = step(serving("1"), "2", {"1": RUNNING, "2": slow})
+    assert waiting.moving is not None
+    assert waiting.moving.reason == Reason.ROLLING_OUT
+
+
 def test_rollback_to_a_warm_version_is_instant() -> None:
     state = step(serving("1"), "2", {"1": RUNNING, "2": RUNNING}).state
     back = step(state, "1", {"1": RUNNING, "2": RUNNING}, timedelta(seconds=10))

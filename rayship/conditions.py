@@ -49,6 +49,7 @@ class Reason(StrEnum):
     # Events only
     CANARY_STARTED = "CanaryStarted"
     RESTARTING_REPLICAS = "RestartingReplicas"
+    APPLICATIONS_LEFT = "ApplicationsLeft"
 
 
 class Kind(StrEnum):

@@ -55,8 +55,9 @@ from rayship.manifest import ModelDeployment
 from rayship.spec import ModelDeploymentSpec
 
 # The server application only forwards bytes: reserving a whole CPU for it (Serve's default)
-# would starve the models.
-ROUTER_ACTOR_OPTIONS = {"num_cpus": 0}
+# would starve the models. Actor options are floats, as Serve's schema stores and reports them:
+# a config read back from the cluster (`deployed_app_config`) is then the config written.
+ROUTER_ACTOR_OPTIONS = {"num_cpus": 0.0}
 
 _QUANTITY = re.compile(r"^([0-9]+(?:\.[0-9]+)?)(Ki|Mi|Gi|Ti|K|M|G|T)?$")
 _UNITS = {
@@ -118,11 +119,11 @@ def memory_bytes(quantity: str) -> int:
 
 def _actor_options(spec: ModelDeploymentSpec) -> dict[str, Any]:
     """Ray actor options for a version's replicas."""
-    options: dict[str, Any] = {"num_cpus": spec.resources.cpu}
+    options: dict[str, Any] = {"num_cpus": float(spec.resources.cpu)}
     if spec.resources.gpu:
-        options["num_gpus"] = spec.resources.gpu
+        options["num_gpus"] = float(spec.resources.gpu)
     if spec.resources.memory:
-        options["memory"] = memory_bytes(spec.resources.memory)
+        options["memory"] = float(memory_bytes(spec.resources.memory))
     return options
 
 
@@ -258,12 +259,38 @@ def app_names(routings: Iterable[ModelRouting]) -> list[str]:
     ]
 
 
-def compose(models: list[ModelRouting], http: HttpOptions | None = None) -> dict[str, Any]:
-    """The complete Serve config for a cluster serving `models`, with its own hash inside."""
+@dataclass(frozen=True)
+class KeptModel:
+    """A model on a cluster whose desired routing is unknown (the operator has not reconciled
+    its ModelDeployment yet, or cannot: an unreadable Secret, a failing handler): its version
+    applications and traffic table as the cluster runs them, sent again unchanged so that a
+    config written for the other models neither deletes nor restarts them."""
+
+    model_name: str
+    table: ModelTable | None
+    apps: tuple[dict[str, Any], ...]
+
+
+def _model_apps(routing: ModelRouting) -> KeptModel:
+    """A routed model in the same shape as a kept one, so `compose` orders both alike."""
+    apps = tuple(_version_app(routing, live) for live in routing.live)
+    return KeptModel(routing.model_name, model_table(routing), apps)
+
+
+def compose(
+    models: list[ModelRouting],
+    http: HttpOptions | None = None,
+    kept: Iterable[KeptModel] = (),
+) -> dict[str, Any]:
+    """The complete Serve config for a cluster serving `models` and `kept` (which must not
+    share a model name with `models`), with its own hash inside."""
     http = http or HttpOptions()
-    ordered = sorted(models, key=lambda r: r.model_name)
-    tables = ServerUserConfig({routing.model_name: model_table(routing) for routing in ordered})
-    versions = [_version_app(routing, live) for routing in ordered for live in routing.live]
+    every = [*(_model_apps(routing) for routing in models), *kept]
+    ordered = sorted(every, key=lambda model: model.model_name)
+    tables = ServerUserConfig(
+        {model.model_name: model.table for model in ordered if model.table is not None}
+    )
+    versions = [app for model in ordered for app in model.apps]
     unhashed = {
         "http_options": {"host": http.host, "port": http.port},
         "applications": [_server_app(tables), *versions],

@@ -4,14 +4,18 @@ Serve's REST PUT replaces every application on a cluster, so a writer keeps the 
 routing of each ModelDeployment on its cluster and PUTs the composed config, under a lock, only
 when its hash differs from what the cluster runs (the hash travels inside the config, so a
 restarted operator recognises its own config and redeploys nothing) or when the cluster lost an
-application it should have. Until every ModelDeployment known to target the cluster has been
-reconciled once, the writer does not PUT: a config missing one of them would delete its apps.
+application it should have. A ModelDeployment known to target the cluster whose routing the
+writer does not know (not reconciled yet, or its reconcile fails) keeps the applications the
+cluster runs for it, sent again as they are: a config missing them would delete them, and
+waiting for it instead would stall every other model on the cluster behind one broken resource.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
+import time
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlsplit
@@ -26,7 +30,14 @@ from rayship.contract import (
 )
 from rayship.dashboard import ServeDashboard
 from rayship.ingress import route_table
-from rayship.serveconfig import HttpOptions, ModelRouting, app_names, compose, direct_version
+from rayship.serveconfig import (
+    HttpOptions,
+    KeptModel,
+    ModelRouting,
+    app_names,
+    compose,
+    direct_version,
+)
 from rayship.spec import RayClusterRef
 from rayship.status import MISSING, AppState, app_states
 from rayship_operator.report import Serving
@@ -161,6 +172,37 @@ def observe_serving(view: ClusterView, routing: ModelRouting) -> Serving:
     return Serving(versions, replicas, routes_in_effect(view, routing))
 
 
+def kept_models(
+    applications: dict[str, Any], server: ServerUserConfig, model_names: Iterable[str]
+) -> list[KeptModel]:
+    """What the cluster runs for each of `model_names`: its version applications as deployed
+    (in the order of its traffic table, which is the order `compose` writes them in) and its
+    table in the server application."""
+    kept = []
+    for model_name in sorted(set(model_names)):
+        table = server.models.get(model_name)
+        prefix = version_app_name(model_name, "")
+        names = sorted(name for name in applications if name.startswith(prefix))
+        if table is not None:
+            listed = [app for app in table.versions.values() if app in names]
+            names = listed + [name for name in names if name not in listed]
+        apps = tuple(
+            deployed
+            for name in names
+            if (deployed := applications[name].get("deployed_app_config")) is not None
+        )
+        if apps or table is not None:
+            kept.append(KeptModel(model_name, table, apps))
+    return kept
+
+
+def _code_changed(app: dict[str, Any], deployed: dict[str, Any]) -> bool:
+    """Whether Serve builds `app` again over `deployed`: what its code version hashes changed."""
+    return any(
+        (app.get(key) or None) != (deployed.get(key) or None) for key in _RESTARTING_APP_FIELDS
+    )
+
+
 def restarting_apps(applications: dict[str, Any], config: dict[str, Any]) -> list[str]:
     """The applications whose replicas Serve will replace when `config` is applied: those
     already deployed whose code or actor options change (see `_RESTARTING_APP_FIELDS`)."""
@@ -169,9 +211,7 @@ def restarting_apps(applications: dict[str, Any], config: dict[str, Any]) -> lis
         deployed = (applications.get(app["name"]) or {}).get("deployed_app_config")
         if not deployed:
             continue
-        changed = any(
-            (app.get(key) or None) != (deployed.get(key) or None) for key in _RESTARTING_APP_FIELDS
-        )
+        changed = _code_changed(app, deployed)
         pairs = zip(app.get("deployments") or [], deployed.get("deployments") or [], strict=False)
         changed = changed or any(
             (new.get(key) or None) != (old.get(key) or None)
@@ -183,25 +223,51 @@ def restarting_apps(applications: dict[str, Any], config: dict[str, Any]) -> lis
     return restarting
 
 
+def builds_restarted(applications: dict[str, Any], config: dict[str, Any]) -> list[str]:
+    """The applications whose build a PUT of `config` would cancel and start over.
+
+    Serve builds a new application in a task before it has any deployment, and any PUT during
+    that task starts the build again, even when the application's code is unchanged: every
+    other model's rollout on the cluster would restart it, and a dozen rollouts at once would
+    keep each other from ever finishing.
+    """
+    restarted = []
+    for app in config["applications"]:
+        details = applications.get(app["name"]) or {}
+        deployed = details.get("deployed_app_config")
+        building = details.get("status") == "DEPLOYING" and not details.get("deployments")
+        if building and deployed and not _code_changed(app, deployed):
+            restarted.append(app["name"])
+    return restarted
+
+
 @dataclass(frozen=True)
 class Written:
-    """What a `ClusterWriter.write` did: whether it sent a config, and which applications'
-    replicas that config replaces."""
+    """What a `ClusterWriter.write` did: whether it sent a config or held it back until a build
+    ends, and which applications' replicas the config it sent replaces."""
 
     sent: bool
+    deferred: bool = False
     restarting: tuple[str, ...] = ()
+
+    @property
+    def pending(self) -> bool:
+        """Whether the cluster does not run the config yet: just sent, or held back."""
+        return self.sent or self.deferred
 
 
 class ClusterWriter:
     """The single writer of one cluster's Serve config."""
 
-    def __init__(self, ref: ClusterRef) -> None:
+    def __init__(self, ref: ClusterRef, build_grace_seconds: float) -> None:
         self.ref = ref
         self.dashboard = ServeDashboard(ref.dashboard)
         self.lock = asyncio.Lock()
         self.routings: dict[str, ModelRouting | None] = {}
+        self.build_grace_seconds = build_grace_seconds
         self._applications: dict[str, Any] = {}
         self._view = ClusterView.of({}, None)
+        self._deferring_since: float | None = None
 
     async def observe(self) -> dict[str, AppState]:
         """Application states by name; the whole observation (`ClusterView`) and Serve's raw
@@ -223,14 +289,30 @@ class ClusterWriter:
         """A ModelDeployment is gone (deleted, or moved to another cluster)."""
         self.routings.pop(key, None)
 
-    async def write(self, known: set[str]) -> Written:
-        """PUT the composed config if needed; `known` are all keys targeting this cluster."""
-        waiting = known - self.routings.keys()
-        if waiting:
-            logger.info("not writing %s yet: waiting for %s", self.ref.dashboard, sorted(waiting))
-            return Written(sent=False)
+    def _defer(self, restarted: list[str]) -> bool:
+        """Whether to hold a config back for builds it would restart: for at most
+        `build_grace_seconds` in a row, so a build that takes long delays no other model's
+        change for longer."""
+        if not restarted:
+            self._deferring_since = None
+            return False
+        now = time.monotonic()
+        if self._deferring_since is None:
+            self._deferring_since = now
+        if now - self._deferring_since < self.build_grace_seconds:
+            logger.info("holding back the config of %s: %s building", self.ref.dashboard, restarted)
+            return True
+        self._deferring_since = None
+        return False
+
+    async def write(self, known: Mapping[str, str]) -> Written:
+        """PUT the composed config if needed; `known` maps every ModelDeployment targeting this
+        cluster (its key) to its model name."""
         routings = [r for r in self.routings.values() if r is not None]
-        config = compose(routings, self.ref.http)
+        routed = {routing.model_name for routing in routings}
+        unrouted = {model for key, model in known.items() if key not in self.routings}
+        kept = kept_models(self._applications, self._view.server, unrouted - routed)
+        config = compose(routings, self.ref.http, kept)
         missing = {SERVER_APP, *app_names(routings)} - self._applications.keys()
         unchanged = _composed_hash(config) == self._view.server.config_hash
         if unchanged and not missing:
@@ -239,6 +321,8 @@ class ClusterWriter:
             logger.warning(
                 "cluster %s lost %s; applying again", self.ref.dashboard, sorted(missing)
             )
+        if self._defer(builds_restarted(self._applications, config)):
+            return Written(sent=False, deferred=True)
         restarting = tuple(restarting_apps(self._applications, config))
         await asyncio.to_thread(self.dashboard.put_config, config)
         return Written(sent=True, restarting=restarting)
@@ -247,12 +331,14 @@ class ClusterWriter:
 class Clusters:
     """Writers by dashboard address, created on first use."""
 
-    def __init__(self) -> None:
+    def __init__(self, build_grace_seconds: float) -> None:
+        self.build_grace_seconds = build_grace_seconds
         self._writers: dict[str, ClusterWriter] = {}
 
     def writer(self, ref: ClusterRef) -> ClusterWriter:
         """The writer for `ref`."""
         writer = self._writers.get(ref.dashboard)
         if writer is None:
-            writer = self._writers[ref.dashboard] = ClusterWriter(ref)
+            writer = ClusterWriter(ref, self.build_grace_seconds)
+            self._writers[ref.dashboard] = writer
         return writer

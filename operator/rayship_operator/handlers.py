@@ -7,6 +7,7 @@ this module has no side effects and the timer interval comes from the settings, 
 from __future__ import annotations
 
 import asyncio
+import datetime
 import logging
 from typing import Any
 
@@ -14,7 +15,9 @@ import kopf
 import kubernetes
 import urllib3
 
+from rayship.conditions import Reason
 from rayship.contract import CRD_VERSION, GROUP, PLURAL
+from rayship.dashboard import DashboardError
 from rayship.manifest import ModelDeployment, parse
 from rayship_operator.reconcile import Claim, Outcome, Reconciler, object_key
 from rayship_operator.settings import OperatorSettings
@@ -22,6 +25,7 @@ from rayship_operator.settings import OperatorSettings
 VERSION = CRD_VERSION
 FINALIZER = f"{GROUP}/finalizer"
 TICK = "tick"  # the id of the periodic reconcile
+DELETE_RETRY_SECONDS = 5  # between tries to remove a model from a cluster that cannot be reached
 
 
 def _post(body: kopf.Body, patch: kopf.Patch, outcome: Outcome) -> None:
@@ -64,6 +68,29 @@ async def being_deleted(namespace: str, name: str) -> bool:
     except (OSError, urllib3.exceptions.HTTPError):
         return False  # the API server is away: keep settling; the timer retries anyway
     return bool(body["metadata"].get("deletionTimestamp"))
+
+
+async def _remove(
+    reconciler: Reconciler,
+    body: kopf.Body,
+    md: ModelDeployment,
+    claims: list[Claim],
+    runtime: datetime.timedelta,
+) -> None:
+    """Remove a deleted model's applications; while its cluster cannot be reached, retry for
+    `delete_grace_seconds`, then let the object go and say what may be left."""
+    try:
+        await reconciler.remove(md, claims)
+    except DashboardError as error:
+        grace = reconciler.settings.delete_grace_seconds
+        if runtime.total_seconds() < grace:
+            retrying = f"{error}; retrying"
+            raise kopf.TemporaryError(retrying, delay=DELETE_RETRY_SECONDS) from None
+        message = (
+            f"{error}: gave up after {grace:g} s; the applications of model "
+            f"{md.model_name!r} may remain on that cluster"
+        )
+        kopf.warn(body, reason=Reason.APPLICATIONS_LEFT.value, message=message)
 
 
 def build_registry(settings: OperatorSettings) -> kopf.OperatorRegistry:
@@ -151,8 +178,9 @@ def build_registry(settings: OperatorSettings) -> kopf.OperatorRegistry:
         await _reconcile(body, patch, meta, kwargs["by_cluster"], kwargs["stopped"])
 
     @kopf.on.delete(GROUP, VERSION, PLURAL, id="remove", registry=registry)
-    async def deleted(body: kopf.Body, **kwargs: Any) -> None:
+    async def deleted(body: kopf.Body, runtime: datetime.timedelta, **kwargs: Any) -> None:
         md = parse(dict(body))
-        await reconciler.remove(md, claims_for(md, kwargs["by_cluster"]))
+        claims = claims_for(md, kwargs["by_cluster"])
+        await _remove(reconciler, body, md, claims, runtime)
 
     return registry

@@ -99,7 +99,7 @@ class Reconciler:
     """Operator-wide state: cluster writers, latest rollout states, version resolutions."""
 
     settings: OperatorSettings
-    clusters: Clusters = field(default_factory=Clusters)
+    clusters: Clusters = field(init=False)
     states: dict[str, RolloutState] = field(default_factory=dict)
     # The last status written per object, with the object's uid: kopf hands a handler the body
     # it had when the handler started, which may predate this process's last write.
@@ -110,6 +110,9 @@ class Reconciler:
     # Writes a status while a reconcile goes on settling (`reconcile`); the handlers pass one
     # that patches the status subresource. None: only the final status is written.
     publish: StatusWriter | None = None
+
+    def __post_init__(self) -> None:
+        self.clusters = Clusters(self.settings.build_grace_seconds)
 
     def cluster_of(self, md: ModelDeployment) -> ClusterRef:
         """The cluster `md` targets."""
@@ -289,7 +292,7 @@ class Reconciler:
             seen = writer.serving(routing)
             writer.assign(key, routing)
             try:
-                written = await writer.write({c.key for c in claims} | {key})
+                written = await writer.write(_known(claims, mine))
             except DashboardError as error:
                 unreachable = Problem(Reason.CLUSTER_UNREACHABLE, str(error))
                 return _blocked(unreachable, identity, previous, generation, now)
@@ -298,7 +301,7 @@ class Reconciler:
         status = report.status_of(
             decision,
             seen,
-            config_sent=written.sent,
+            config_pending=written.pending,
             identity=identity,
             previous=previous,
             generation=generation,
@@ -315,10 +318,14 @@ class Reconciler:
         """
         key = object_key(md.namespace, md.name)
         async with self.object_locks.setdefault(key, asyncio.Lock()):
-            await self._withdraw(key, self.cluster_of(md), claims)
-            self.states.pop(key, None)
-            self.statuses.pop(key, None)
-            self.resolutions = {k: v for k, v in self.resolutions.items() if k[0] != key}
+            try:
+                await self._withdraw(key, self.cluster_of(md), claims)
+            finally:  # the object goes either way: a cluster that cannot be reached holds it
+                # only for `delete_grace_seconds` (the handler's retries), and nothing reconciles
+                # an object being deleted
+                self.states.pop(key, None)
+                self.statuses.pop(key, None)
+                self.resolutions = {k: v for k, v in self.resolutions.items() if k[0] != key}
         self.object_locks.pop(key, None)
 
     async def withdraw(self, md: ModelDeployment, claims: Iterable[Claim]) -> None:
@@ -333,7 +340,12 @@ class Reconciler:
         async with writer.lock:
             writer.forget(key)
             await writer.observe()
-            await writer.write({c.key for c in claims} - {key})
+            await writer.write({c.key: c.model_name for c in claims if c.key != key})
+
+
+def _known(claims: Iterable[Claim], mine: Claim) -> dict[str, str]:
+    """Every ModelDeployment on a cluster, `mine` included, by key: its model name."""
+    return {claim.key: claim.model_name for claim in [*claims, mine]}
 
 
 def _log_new_failures(

@@ -47,8 +47,10 @@ def phase_of(serving: bool, moving: bool, failed: bool) -> Phase:
     return Phase.FAILED if failed else Phase.PROGRESSING if moving else Phase.PENDING
 
 
-def decide(plan: Plan, seen: Serving, config_sent: bool) -> Verdict:
-    """Phase and conditions after one reconcile pass (see the module's docstring)."""
+def decide(plan: Plan, seen: Serving, config_pending: bool) -> Verdict:
+    """Phase and conditions after one reconcile pass (see the module's docstring);
+    `config_pending`: the cluster does not run this pass's config yet (just sent, or held back
+    while Serve builds an application)."""
     serving = bool(seen.versions)
     shown = ", ".join(seen.versions)
     if serving:
@@ -56,7 +58,7 @@ def decide(plan: Plan, seen: Serving, config_sent: bool) -> Verdict:
     else:
         ready = Condition(Kind.READY, False, Reason.NOT_SERVING, "no version serves the model")
     moving = plan.moving
-    if moving is None and (config_sent or not seen.routes_in_effect):
+    if moving is None and (config_pending or not seen.routes_in_effect):
         moving = Problem(Reason.APPLYING_TRAFFIC, "Serve is applying the routes and traffic")
     if moving is not None:
         progressing = Condition(Kind.PROGRESSING, True, moving.reason, moving.message)
@@ -112,14 +114,14 @@ def status_of(
     plan: Plan,
     seen: Serving,
     *,
-    config_sent: bool,
+    config_pending: bool,
     identity: Identity,
     previous: dict[str, Any],
     generation: int,
     now: str,
 ) -> dict[str, Any]:
     """The complete status after a reconcile that observed the cluster."""
-    verdict = decide(plan, seen, config_sent)
+    verdict = decide(plan, seen, config_pending)
     return {
         **plan.state.to_status(),
         "modelName": identity.model_name,

@@ -48,6 +48,18 @@ class OperatorSettings:
     """RAYSHIP_SETTLE_POLL_SECONDS: the pause between those checks (each one GET to the
     dashboard)."""
 
+    build_grace_seconds: float = 10.0
+    """RAYSHIP_BUILD_GRACE_SECONDS: how long a cluster's config may be held back while Serve
+    builds a new application (any PUT during a build starts it over, see
+    `clusters.builds_restarted`). Longer lets slow builds finish under many rollouts at once;
+    shorter bounds how long another model's change (a rollback) waits behind a build."""
+
+    delete_grace_seconds: float = 60.0
+    """RAYSHIP_DELETE_GRACE_SECONDS: how long deleting a ModelDeployment retries a Ray cluster
+    that cannot be reached before it lets the object go with a Warning Event (its applications
+    may remain there): a cluster that was itself deleted must not hold every ModelDeployment
+    that targeted it forever."""
+
     cluster_domain: str = "svc.cluster.local"
     """RAYSHIP_CLUSTER_DOMAIN: DNS suffix of Services, for KubeRay head services."""
 
@@ -106,6 +118,12 @@ class OperatorSettings:
             settle_seconds=float(env.get("RAYSHIP_SETTLE_SECONDS", defaults.settle_seconds)),
             settle_poll_seconds=float(
                 env.get("RAYSHIP_SETTLE_POLL_SECONDS", defaults.settle_poll_seconds)
+            ),
+            build_grace_seconds=float(
+                env.get("RAYSHIP_BUILD_GRACE_SECONDS", defaults.build_grace_seconds)
+            ),
+            delete_grace_seconds=float(
+                env.get("RAYSHIP_DELETE_GRACE_SECONDS", defaults.delete_grace_seconds)
             ),
             cluster_domain=env.get("RAYSHIP_CLUSTER_DOMAIN", defaults.cluster_domain),
             dashboard_port=int(env.get("RAYSHIP_KUBERAY_DASHBOARD_PORT", defaults.dashboard_port)),

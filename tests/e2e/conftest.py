@@ -164,6 +164,8 @@ def open_stack(  # noqa: PLR0917 - the parts of a Stack, in its order
             "RAYSHIP_SERVE_URL": serve.url,
             "RAYSHIP_SERVE_HTTP_HOST": serve.http.host,
             "RAYSHIP_RECONCILE_SECONDS": "1",
+            # some tests name RayClusters that never exist, and then delete their models
+            "RAYSHIP_DELETE_GRACE_SECONDS": "5",
             "RAYSHIP_NAMESPACES": namespace,
             "RAYSHIP_LIVENESS_ENDPOINT": f"http://127.0.0.1:{free_port()}/healthz",
         }

@@ -163,7 +163,7 @@ def test_transition_time_changes_only_with_the_status() -> None:
 
 def test_status_carries_model_name_replicas_and_rollout_fields() -> None:
     status = status_of(
-        a_plan(), SERVES_1, config_sent=False, identity=ID, previous={}, generation=3, now="t"
+        a_plan(), SERVES_1, config_pending=False, identity=ID, previous={}, generation=3, now="t"
     )
     assert status["modelName"] == "iris"
     assert status["url"] == ID.url
@@ -175,7 +175,7 @@ def test_status_carries_model_name_replicas_and_rollout_fields() -> None:
 
 def test_a_blocked_object_keeps_its_ready_condition_and_says_why() -> None:
     served = status_of(
-        a_plan(), SERVES_1, config_sent=False, identity=ID, previous={}, generation=1, now="t1"
+        a_plan(), SERVES_1, config_pending=False, identity=ID, previous={}, generation=1, now="t1"
     )
     unreachable = Problem(Reason.CLUSTER_UNREACHABLE, "Ray dashboard at http://x unreachable")
     blocked = blocked_status(unreachable, ID, served, 1, "t2")

@@ -74,7 +74,7 @@ def test_traffic_tables_travel_in_the_server_user_config() -> None:
             "traffic": [["1", 90], ["2", 10]],
         }
     }
-    assert server["ray_actor_options"] == {"num_cpus": 0}
+    assert server["ray_actor_options"] == {"num_cpus": 0.0}
 
 
 def test_versions_learn_their_live_siblings_through_user_config() -> None:
@@ -139,7 +139,7 @@ def test_resources_and_autoscaling_become_serve_options() -> None:
         maxOngoingRequests=8,
     )
     deployment = apps(compose([model]))["big@1"]["deployments"][0]
-    assert deployment["ray_actor_options"] == {"num_cpus": 2.0, "num_gpus": 0.5, "memory": 2**30}
+    assert deployment["ray_actor_options"] == {"num_cpus": 2.0, "num_gpus": 0.5, "memory": 2.0**30}
     assert deployment["max_ongoing_requests"] == 8
     assert deployment["autoscaling_config"]["min_replicas"] == 0
     assert deployment["autoscaling_config"]["max_replicas"] == 5

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import json
 import re
-from typing import Any
+from typing import Any, Literal
 
 import kubernetes
 import pytest
@@ -14,7 +14,22 @@ from kubernetes.client.exceptions import ApiException
 
 from controlplane.cluster import ControlPlane
 from rayship.contract import API_VERSION, CRD_VERSION, GROUP, KIND, PLURAL
-from unit.test_manifest import LARGEST_RUNTIME_ENV, RUNTIME_ENV_REFUSALS, STORAGE_URIS
+from unit.test_manifest import (
+    LARGEST_RUNTIME_ENV,
+    LARGEST_TENSORS,
+    RAY_CLUSTER_NAMES,
+    REGIONS,
+    RUNTIME_ENV_REFUSALS,
+    SECRET_NAMES,
+    SECRET_PLACES,
+    STORAGE_URIS,
+    TENSOR_NAMES,
+    UPPER_BOUNDS,
+    VALUE_REFUSALS,
+    past,
+    secret_named,
+    tensors_named,
+)
 
 pytestmark = pytest.mark.kube
 
@@ -324,3 +339,166 @@ def test_explain_teaches_the_runtime_env(
 ) -> None:
     explained = control_plane.kubectl("explain", f"md.spec.{field}").stdout
     assert taught in " ".join(explained.split())
+
+
+@pytest.mark.parametrize(("spec", "field", "said"), VALUE_REFUSALS)
+def test_value_refusals_name_the_field_and_show_the_value(
+    control_plane: ControlPlane, namespace: str, spec: dict[str, Any], field: str, said: str
+) -> None:
+    """The same refusals as local validation's (tests/unit/test_manifest.py), from cel-go: a
+    value with a line break gets the rule's plain message, never `failed rule: ...`."""
+    code, output = apply(control_plane, namespace, document("value", **spec))
+
+    assert code != 0
+    assert f"{field}: Invalid value: " in output
+    assert f": {said}" in output + "\n"
+    assert "failed rule" not in output
+
+
+def test_rules_run_on_values_a_pattern_refused(control_plane: ControlPlane, namespace: str) -> None:
+    """A pattern's refusal does not keep the API server from running the rules on the value, so
+    even a rule on pattern-checked fields can be handed a line break to quote: it falls back to
+    its plain message."""
+    model = {"format": "onnx", "storageUri": "s3://m/x", "version": "2\n"}
+    canary = {"version": "2\n", "percent": 5}
+    manifest = document("canary", model=model, rollout={"canary": canary})
+
+    code, output = apply(control_plane, namespace, manifest)
+
+    assert code != 0
+    assert "spec.model.version: Invalid value: " in output
+    said = "spec.rollout.canary.version must differ from spec.model.version"
+    assert f'spec.rollout.canary.version: Invalid value: "object": {said}\n' in output + "\n"
+
+
+def verdicts(
+    api: kubernetes.client.CustomObjectsApi, namespace: str, specs: list[dict[str, Any]]
+) -> list[bool | str]:
+    """Whether the API server accepts each spec (a server-side dry run); a refusal for anything
+    but fields under spec is kept whole, so a comparison shows it."""
+    judged: list[bool | str] = []
+    for spec in specs:
+        try:
+            api.create_namespaced_custom_object(
+                GROUP, CRD_VERSION, namespace, PLURAL, body("judged", **spec), dry_run="All"
+            )
+            judged.append(True)
+        except ApiException as refused:
+            causes = (json.loads(refused.body).get("details") or {}).get("causes") or []
+            # A string over its maxLength keeps the rules from running, which adds a cause
+            # saying so, on the field "<nil>".
+            fields = [cause.get("field", "") for cause in causes]
+            fields = [field for field in fields if field != "<nil>"]
+            under_spec = fields and all(field.startswith("spec.") for field in fields)
+            judged.append(False if under_spec else str(refused.body))
+    return judged
+
+
+def test_the_api_server_judges_regions_like_botocore(
+    kube_client: ApiClient, namespace: str
+) -> None:
+    """The unit table, whose verdicts botocore shares, holds on the API server too."""
+    api = kubernetes.client.CustomObjectsApi(kube_client)
+    regions = [region for region, _ in REGIONS]
+    judged = verdicts(api, namespace, [{"storage": {"region": region}} for region in regions])
+    assert list(zip(regions, judged, strict=True)) == REGIONS
+
+
+def object_named(
+    core: kubernetes.client.CoreV1Api, namespace: str, kind: Literal["Secret", "Service"], name: str
+) -> bool:
+    """Whether the API server would create a Secret or a Service named `name` (dry run)."""
+    metadata = {"name": name}
+    try:
+        if kind == "Secret":
+            core.create_namespaced_secret(namespace, {"metadata": metadata}, dry_run="All")
+        else:
+            spec = {"ports": [{"port": 8265}]}
+            core.create_namespaced_service(
+                namespace, {"metadata": metadata, "spec": spec}, dry_run="All"
+            )
+    except ApiException as refused:
+        if refused.status != 422:
+            raise
+        return False
+    return True
+
+
+def test_secret_names_are_those_a_secret_can_have(kube_client: ApiClient, namespace: str) -> None:
+    """Each field that names a Secret accepts exactly the names the API server gives Secrets."""
+    api = kubernetes.client.CustomObjectsApi(kube_client)
+    core = kubernetes.client.CoreV1Api(kube_client)
+    for name, valid in SECRET_NAMES:
+        judged = verdicts(api, namespace, [secret_named(place, name) for place in SECRET_PLACES])
+        secret = object_named(core, namespace, "Secret", name)
+        assert (secret, judged) == (valid, [valid] * len(SECRET_PLACES)), ascii(name)
+
+
+def test_ray_cluster_names_are_those_a_head_service_can_have(
+    kube_client: ApiClient, namespace: str
+) -> None:
+    """spec.rayCluster.name accepts exactly the names an object (a RayCluster is named as a
+    Secret is) can have whose head Service, as the operator names it, can exist too."""
+    api = kubernetes.client.CustomObjectsApi(kube_client)
+    core = kubernetes.client.CoreV1Api(kube_client)
+    for name, valid in RAY_CLUSTER_NAMES:
+        [judged] = verdicts(api, namespace, [{"rayCluster": {"name": name}}])
+        cluster = object_named(core, namespace, "Secret", name)
+        head = object_named(core, namespace, "Service", f"{name}-head-svc")
+        assert (judged, cluster and head) == (valid, valid), ascii(name)
+
+
+@pytest.mark.parametrize(("spec", "field", "beyond"), UPPER_BOUNDS)
+def test_upper_bounds_are_enforced(
+    kube_client: ApiClient, namespace: str, spec: dict[str, Any], field: str, beyond: Any
+) -> None:
+    api = kubernetes.client.CustomObjectsApi(kube_client)
+    assert verdicts(api, namespace, [spec]) == [True]
+
+    manifest = body("past", **past(spec, field, beyond))
+    with pytest.raises(ApiException) as refused:
+        api.create_namespaced_custom_object(
+            GROUP, CRD_VERSION, namespace, PLURAL, manifest, dry_run="All"
+        )
+
+    said = json.loads(refused.value.body)["message"]
+    assert f"{field}: Invalid value: {beyond}: {field} in body should be less than" in said
+
+
+def test_the_api_server_judges_tensor_names_alike(kube_client: ApiClient, namespace: str) -> None:
+    """The unit table of tensor names, each list's unique, holds on the API server too."""
+    api = kubernetes.client.CustomObjectsApi(kube_client)
+    specs = [tensors_named(inputs, outputs) for inputs, outputs, _ in TENSOR_NAMES]
+    judged = verdicts(api, namespace, specs)
+    assert list(zip(TENSOR_NAMES, judged, strict=True)) == [(row, row[2]) for row in TENSOR_NAMES]
+
+
+def test_the_largest_tensor_declarations_fit_the_cel_budget(
+    kube_client: ApiClient, namespace: str
+) -> None:
+    """Both tensor lists at their bounds, every name distinct and at its longest, beside the
+    largest runtimeEnv: the API server's CEL budget is per object, and the uniqueness rules
+    compare each name with every other. Then the same with every name repeated, where the
+    messages run as well: refused by the rules, naming the name, not for running out."""
+    api = kubernetes.client.CustomObjectsApi(kube_client)
+    spec = {"model": LARGEST_TENSORS, "runtimeEnv": LARGEST_RUNTIME_ENV}
+    assert verdicts(api, namespace, [spec]) == [True]
+
+    model = {**LARGEST_TENSORS}
+    model["inputs"] = [LARGEST_TENSORS["inputs"][0]] * 64
+    model["outputs"] = [LARGEST_TENSORS["outputs"][0]] * 64
+    with pytest.raises(ApiException) as refused:
+        api.create_namespaced_custom_object(
+            GROUP, CRD_VERSION, namespace, PLURAL, body("twice", **{**spec, "model": model}),
+            dry_run="All",
+        )  # fmt: skip
+
+    causes = json.loads(refused.value.body)["details"]["causes"]
+    assert [(cause["field"], cause["message"]) for cause in causes] == [
+        (
+            f"spec.model.{field}",
+            f'Invalid value: "array": spec.model.{field} names must be unique, got '
+            f"'{model[field][0]['name']}' more than once",
+        )
+        for field in ("inputs", "outputs")
+    ]

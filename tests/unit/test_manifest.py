@@ -7,6 +7,7 @@ import typing
 from pathlib import Path
 from typing import Any
 
+import boto3
 import pytest
 
 from rayship import manifest, spec
@@ -500,3 +501,287 @@ def test_what_the_api_server_refuses_is_refused_alike(fields: dict[str, Any], na
     with pytest.raises(manifest.ManifestError) as refused:
         manifest.parse(document(**fields))
     assert named in str(refused.value)
+
+
+# (spec fields, the field refused, what the refusal says): the CRD's rules on names, checked
+# here by local validation and in tests/kube on the API server. A value with a line break makes
+# the messageExpression multi-line: the plain message, which names the field too, shows.
+_REGION = (
+    "spec.storage.region must be a region name such as eu-west-1: 1 to 63 letters, digits and "
+    "'-', not only digits, and neither starting nor ending with '-'"
+)
+_SECRET = (
+    "lowercase letters, digits, '-' and '.', each part between dots starting and ending with a "
+    "letter or digit"
+)
+_CLUSTER = (
+    "spec.rayCluster.name must be a RayCluster name whose head Service <name>-head-svc can "
+    "exist: lowercase letters, digits and '-', starting with a letter and ending with a letter "
+    "or digit"
+)
+_S3_URI = (
+    "spec.model.storageUri must be s3://bucket/prefix where the bucket and each prefix segment "
+    "are non-empty, neither . nor .., printable, at most 255 bytes and without backslashes (the "
+    "bucket not starting with .)"
+)
+
+
+def tensors_named(inputs: list[str], outputs: list[str]) -> dict[str, Any]:
+    """Spec fields declaring tensors of these names (a pytorch model, which must declare both)."""
+    return {
+        "model": {
+            "format": "pytorch",
+            "storageUri": "s3://models/iris",
+            "inputs": [{"name": name, "datatype": "FP32", "shape": [-1]} for name in inputs],
+            "outputs": [{"name": name, "datatype": "FP32", "shape": [-1]} for name in outputs],
+        }
+    }
+
+
+VALUE_REFUSALS = [
+    ({"storage": {"region": "eu west 1"}}, "spec.storage.region", f"{_REGION}, got 'eu west 1'"),
+    ({"storage": {"region": "eu-west-1\n"}}, "spec.storage.region", f"{_REGION}\n"),
+    (
+        {"storage": {"secretRef": {"name": "S3-Credentials"}}},
+        "spec.storage.secretRef.name",
+        f"spec.storage.secretRef.name must be a Secret name: {_SECRET}, got 'S3-Credentials'",
+    ),
+    (
+        {"auth": {"secretRef": {"name": "tokens."}}},
+        "spec.auth.secretRef.name",
+        f"spec.auth.secretRef.name must be a Secret name: {_SECRET}, got 'tokens.'",
+    ),
+    (
+        {"runtimeEnv": {"envFrom": [{"secretRef": {"name": "api"}},
+                                    {"secretRef": {"name": "a_b"}}]}},
+        "spec.runtimeEnv.envFrom[1].secretRef.name",
+        f"spec.runtimeEnv.envFrom secretRef names must be Secret names: {_SECRET}, got 'a_b'",
+    ),
+    ({"rayCluster": {"name": "2-gpus"}}, "spec.rayCluster.name", f"{_CLUSTER}, got '2-gpus'"),
+    ({"rayCluster": {"name": "gpu.pool"}}, "spec.rayCluster.name", f"{_CLUSTER}, got 'gpu.pool'"),
+    ({"model": {"format": "onnx", "storageUri": "s3://models/a\nb"}}, "spec.model.storageUri",
+     f"{_S3_URI}\n"),
+    (
+        {"async": {"storageUri": "gs://jobs/a\nb"}},
+        "spec.async.storageUri",
+        "spec.async.storageUri must be s3://bucket/prefix or file:///absolute/path\n",
+    ),
+    (
+        tensors_named(["0", "0"], ["y"]),
+        "spec.model.inputs",
+        "spec.model.inputs names must be unique, got '0' more than once",
+    ),
+    (
+        tensors_named(["x"], ["y", "z", "z", "y"]),
+        "spec.model.outputs",
+        "spec.model.outputs names must be unique, got 'y' more than once",
+    ),
+    (
+        tensors_named(["x", "a\nb", "a\nb"], ["y"]),
+        "spec.model.inputs",
+        "spec.model.inputs names must be unique\n",
+    ),
+]  # fmt: skip
+
+
+@pytest.mark.parametrize(("fields", "field", "said"), VALUE_REFUSALS)
+def test_value_refusals_name_the_field_and_show_the_value(
+    fields: dict[str, Any], field: str, said: str
+) -> None:
+    with pytest.raises(manifest.ManifestError) as refused:
+        manifest.parse(document(**fields))
+    assert f"{field}: {said}" in str(refused.value) + "\n"
+
+
+# (region, valid): spec.storage.region against the S3 client botocore builds for it (for "" and
+# a trailing line break it builds no valid endpoint; the others it refuses by name).
+REGIONS = [
+    ("eu-west-1", True),
+    ("us-gov-west-1", True),
+    ("EU-WEST-1", True),
+    ("1a", True),
+    ("a--b", True),
+    ("r" * 63, True),
+    ("r" * 64, False),
+    ("", False),
+    ("123", False),
+    ("-eu", False),
+    ("eu-", False),
+    ("eu west 1", False),
+    ("eu_west_1", False),
+    ("eu.west", False),
+    ("eu-west-1\n", False),
+]
+
+
+def _accepts(fields: dict[str, Any]) -> bool:
+    try:
+        manifest.parse(document(**fields))
+    except manifest.ManifestError:
+        return False
+    return True
+
+
+@pytest.mark.usefixtures("aws_test_env")
+@pytest.mark.parametrize(("region", "valid"), REGIONS, ids=[ascii(r) for r, _ in REGIONS])
+def test_region_rule_accepts_what_botocore_accepts(region: str, valid: bool) -> None:
+    """The CRD must not admit a region the storage code then fails on: botocore checks it when
+    the client is made, long after the API server said yes."""
+    try:
+        boto3.session.Session().client("s3", region_name=region)
+        botocore_accepts = True
+    except ValueError:  # InvalidRegionError is one
+        botocore_accepts = False
+    assert (_accepts({"storage": {"region": region}}), botocore_accepts) == (valid, valid)
+
+
+# (name, valid): Secret names (DNS-1123 subdomains), in each field that names a Secret; in
+# tests/kube the API server creates a Secret of each name that is valid, and of no other.
+SECRET_NAMES = [
+    ("s3", True),
+    ("0", True),
+    ("team.s3-credentials.v2", True),
+    ("s" * 253, True),
+    ("s" * 254, False),
+    ("", False),
+    ("S3", False),
+    ("s3_credentials", False),
+    ("-s3", False),
+    ("s3-", False),
+    (".s3", False),
+    ("s3..v2", False),
+    ("s3.-v2", False),
+    ("s3\n", False),
+]
+
+
+def secret_named(place: str, name: str) -> dict[str, Any]:
+    """Spec fields that name the Secret `name` in `place`, one of SECRET_PLACES."""
+    ref = {"secretRef": {"name": name}}
+    return {"runtimeEnv": {"envFrom": [ref]}} if place == "runtimeEnv" else {place: ref}
+
+
+SECRET_PLACES = ("storage", "auth", "runtimeEnv")
+"""Where a spec names a Secret: spec.storage, spec.auth and spec.runtimeEnv.envFrom[]."""
+
+
+@pytest.mark.parametrize("place", SECRET_PLACES)
+@pytest.mark.parametrize(("name", "valid"), SECRET_NAMES, ids=[_uri_id(n) for n, _ in SECRET_NAMES])
+def test_secret_names_are_checked_wherever_a_secret_is_named(
+    place: str, name: str, valid: bool
+) -> None:
+    assert _accepts(secret_named(place, name)) == valid
+
+
+# (name, valid): spec.rayCluster.name; in tests/kube valid exactly when an object (a Secret,
+# named as a RayCluster is) and its head Service, <name>-head-svc, can both have the name.
+RAY_CLUSTER_NAMES = [
+    ("gpu-pool", True),
+    ("r", True),
+    ("r2", True),
+    ("r" * 54, True),
+    ("r" * 55, False),
+    ("", False),
+    ("2r", False),
+    ("r-", False),
+    ("gpu.pool", False),
+    ("GPU", False),
+    ("gpu_pool", False),
+    ("r\n", False),
+]
+
+
+@pytest.mark.parametrize(
+    ("name", "valid"), RAY_CLUSTER_NAMES, ids=[_uri_id(n) for n, _ in RAY_CLUSTER_NAMES]
+)
+def test_ray_cluster_names_are_those_of_a_head_service(name: str, valid: bool) -> None:
+    assert _accepts({"rayCluster": {"name": name}}) == valid
+
+
+# (spec fields at an upper bound, the field, a value past it): the bounds the CRD puts on
+# resources and on every delay, checked here and on the API server.
+UPPER_BOUNDS = [
+    ({"resources": {"cpu": 1024}}, "spec.resources.cpu", 1024.5),
+    ({"resources": {"gpu": 64}}, "spec.resources.gpu", 64.5),
+    ({"autoscaling": {"minReplicas": 1000, "maxReplicas": 1000}},
+     "spec.autoscaling.minReplicas", 1001),
+    ({"autoscaling": {"targetOngoingRequests": 10000}},
+     "spec.autoscaling.targetOngoingRequests", 10000.5),
+    ({"autoscaling": {"upscaleDelaySeconds": 86400}}, "spec.autoscaling.upscaleDelaySeconds",
+     86401),
+    ({"autoscaling": {"downscaleDelaySeconds": 86400}},
+     "spec.autoscaling.downscaleDelaySeconds", 86400.5),
+]  # fmt: skip
+
+
+def past(fields: dict[str, Any], field: str, value: Any) -> dict[str, Any]:
+    """`fields` with `field` (spec.<section>.<name>) set to `value`."""
+    section, name = field.split(".")[1:]
+    return {**fields, section: {**fields[section], name: value}}
+
+
+@pytest.mark.parametrize(("fields", "field", "beyond"), UPPER_BOUNDS)
+def test_upper_bounds(fields: dict[str, Any], field: str, beyond: Any) -> None:
+    manifest.parse(document(**fields))
+    with pytest.raises(manifest.ManifestError) as refused:
+        manifest.parse(document(**past(fields, field, beyond)))
+    assert f"{field}: {beyond} is greater than the maximum" in str(refused.value)
+
+
+# (input names, output names, valid): each list names a tensor once, exactly (requests and
+# answers carry tensors by name); an input and an output may share one. Checked here and in
+# tests/kube on the API server.
+TENSOR_NAMES = [
+    (["x"], ["y"], True),
+    (["x", "y", "z"], ["p", "q"], True),
+    (["x", "X", "x ", " x"], ["y"], True),
+    (["0", "00", "0.0"], ["y"], True),
+    (["x"], ["x"], True),
+    (["x", "y"], ["y", "x"], True),
+    (["0", "0"], ["y"], False),
+    (["x", "y", "x"], ["y"], False),
+    (["x"], ["y", "y"], False),
+    (["x", "x"], ["y", "y"], False),
+    (["é", "é"], ["y"], False),
+    (["a\nb", "a\nb"], ["y"], False),
+    (["t" * 128, "t" * 128], ["y"], False),
+]
+
+
+@pytest.mark.parametrize(
+    ("inputs", "outputs", "valid"), TENSOR_NAMES, ids=[ascii(row[:2])[:40] for row in TENSOR_NAMES]
+)
+def test_tensor_names_are_unique_in_each_list(
+    inputs: list[str], outputs: list[str], valid: bool
+) -> None:
+    assert _accepts(tensors_named(inputs, outputs)) == valid
+
+
+LARGEST_TENSORS: dict[str, Any] = {
+    "format": "pytorch",
+    "storageUri": "s3://models/iris",
+    "inputs": [
+        {"name": f"in{i:02}" + "x" * 124, "datatype": "FP32", "shape": [-1, *range(1, 16)]}
+        for i in range(64)
+    ],
+    "outputs": [
+        {"name": f"out{i:02}" + "y" * 123, "datatype": "INT64", "shape": [-1, *range(1, 16)]}
+        for i in range(64)
+    ],
+}
+"""spec.model with both tensor lists at their bounds, every name distinct and 128 characters
+long: the most the uniqueness rules can cost (tests/kube checks the API server's CEL budget)."""
+
+
+def test_largest_tensor_declarations_are_valid() -> None:
+    parsed = manifest.parse(document(model=LARGEST_TENSORS)).spec.model
+    assert (len(parsed.inputs), len(parsed.outputs)) == (64, 64)
+
+
+def test_the_first_name_declared_twice_is_named() -> None:
+    """Among 64 equal names at their longest, the message names one, on one line."""
+    inputs = [LARGEST_TENSORS["inputs"][0]] * 64
+    with pytest.raises(manifest.ManifestError) as refused:
+        manifest.parse(document(model={**LARGEST_TENSORS, "inputs": inputs}))
+    said = f"spec.model.inputs: spec.model.inputs names must be unique, got '{inputs[0]['name']}'"
+    assert f"{said} more than once\n" in str(refused.value) + "\n"

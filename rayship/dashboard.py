@@ -19,6 +19,10 @@ from rayship.errors import ClusterUnreachable
 
 APPLICATIONS = "/api/serve/applications/"
 SHUTDOWN_TIMEOUT_S = 120.0
+READ_TIMEOUT_S = 10.0
+"""A GET of the applications answers in well under a second; one that hangs (a partition that
+drops packets rather than refusing them) would otherwise keep the operator from reporting the
+cluster unreachable for the whole call timeout."""
 
 
 def ray_auth_token() -> str | None:
@@ -77,7 +81,7 @@ class ServeDashboard:
 
     def applications(self) -> dict[str, Any]:
         """The `applications` map of the Serve details (name -> status, deployments, ...)."""
-        details = self._call("GET") or {}
+        details = self._call("GET", timeout_s=min(self.timeout_s, READ_TIMEOUT_S)) or {}
         apps: dict[str, Any] = details.get("applications") or {}
         return apps
 

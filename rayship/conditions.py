@@ -39,6 +39,7 @@ class Reason(StrEnum):
     AS_EXPECTED = "AsExpected"
     ROLLED_BACK = "RolledBack"
     LOAD_FAILED = "LoadFailed"
+    REPLICAS_UNHEALTHY = "ReplicasUnhealthy"
     CANARY_FAILED = "CanaryFailed"
     MODEL_NOT_FOUND = "ModelNotFound"
     STORAGE_ERROR = "StorageError"

@@ -25,7 +25,7 @@ from rayship.conditions import Event, Problem, Reason
 from rayship.errors import InvalidSpec
 from rayship.serveconfig import LiveVersion
 from rayship.spec import ModelDeploymentSpec
-from rayship.status import AppState
+from rayship.status import UNHEALTHY, AppState
 from rayship.storage import ModelNotFound, ResolvedVersion, StorageError
 
 HISTORY_LIMIT = 10
@@ -257,13 +257,21 @@ class _Planner:
         self._record(resolved.version, resolved.digest, self.problem.reason, self.problem.message)
 
     def check_active(self) -> None:
-        """A serving version whose new configuration Serve could not deploy (a changed
-        runtime environment, resources, runtime options): its old replicas keep answering,
-        and Degraded says why the change did not take."""
+        """A serving version that Serve reports failed: replicas that ran and then failed
+        (Serve replaces them), or a new configuration it could not deploy (a changed runtime
+        environment, resources, runtime options). Its other replicas keep answering, and
+        Degraded says which it is."""
         app = self._app(self.active.version) if self.active else None
         if self.active is None or app is None or not app.failed or self.problem is not None:
             return
         summary = app.summary or "Serve gave no reason"
+        if app.status == UNHEALTHY:
+            self.problem = Problem(
+                Reason.REPLICAS_UNHEALTHY,
+                f"version {self.active.version} has failing replicas, which Serve replaces: "
+                f"{summary}; its replicas that still run keep serving",
+            )
+            return
         self.problem = Problem(
             Reason.LOAD_FAILED,
             f"version {self.active.version} failed to apply the spec change: {summary}; "

@@ -11,7 +11,8 @@ from dataclasses import dataclass
 from typing import Any
 
 RUNNING = "RUNNING"
-FAILED = {"DEPLOY_FAILED", "UNHEALTHY"}
+UNHEALTHY = "UNHEALTHY"  # replicas that ran failed (a health check, a crash, a lost node)
+FAILED = {"DEPLOY_FAILED", UNHEALTHY}
 # Replica states in which a replica answers requests: UPDATING is a running replica taking a
 # new user_config (a traffic change), which must not count as an outage.
 ANSWERING = {RUNNING, "UPDATING"}

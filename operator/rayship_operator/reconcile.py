@@ -209,6 +209,9 @@ class Reconciler:
         while True:
             outcome = await self._pass(md, body, claims, generation, dict(previous or {}))
             events += outcome.events
+            for event in outcome.events:  # the log names the object; the Event is attached to it
+                if event.warning:
+                    logger.warning("%s: %s: %s", key, event.reason.value, event.message)
             changed = outcome.status != previous
             previous = outcome.status
             self.statuses[key] = (uid, outcome.status)
@@ -400,7 +403,6 @@ def _degraded_events(previous: dict[str, Any], status: dict[str, Any]) -> tuple[
         now["message"],
     ):
         return ()
-    logger.warning("%s: %s", now["reason"], now["message"])
     return (Event(True, Reason(now["reason"]), now["message"]),)
 
 

@@ -252,6 +252,19 @@ def test_a_spec_change_the_serving_version_cannot_apply_is_degraded_not_an_outag
     assert update_failed.answering
 
 
+def test_replicas_of_the_serving_version_that_fail_are_not_a_failed_spec_change() -> None:
+    """A replica crashed or its node was lost: Serve reports the app UNHEALTHY while it
+    replaces the replica, and no spec change is involved."""
+    message = "A replica's health check failed. This deployment will be UNHEALTHY until the "
+    unhealthy = AppState("UNHEALTHY", message + "replica recovers or a new deploy happens.", 1)
+    result = step(serving("1"), "1", {"1": unhealthy}, timedelta(seconds=5))
+    assert result.traffic == (("1", 100),)
+    assert result.problem is not None
+    assert result.problem.reason == Reason.REPLICAS_UNHEALTHY
+    assert result.problem.message.startswith("version 1 has failing replicas, which Serve")
+    assert "spec change" not in result.problem.message
+
+
 @pytest.mark.parametrize(
     ("error", "reason"),
     [

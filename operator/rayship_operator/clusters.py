@@ -51,6 +51,7 @@ Routes = dict[str, str]  # route prefix -> application name
 # code (import path, args, runtime_env) or a deployment's actor options.
 _RESTARTING_APP_FIELDS = ("import_path", "args", "runtime_env")
 _RESTARTING_DEPLOYMENT_FIELDS = ("ray_actor_options",)
+DELETING = "DELETING"  # Serve's status of an application on its way out
 
 
 @dataclass(frozen=True)
@@ -177,12 +178,17 @@ def kept_models(
 ) -> list[KeptModel]:
     """What the cluster runs for each of `model_names`: its version applications as deployed
     (in the order of its traffic table, which is the order `compose` writes them in) and its
-    table in the server application."""
+    table in the server application. Applications Serve is deleting are not kept: sending
+    them again would bring them back."""
     kept = []
     for model_name in sorted(set(model_names)):
         table = server.models.get(model_name)
         prefix = version_app_name(model_name, "")
-        names = sorted(name for name in applications if name.startswith(prefix))
+        names = sorted(
+            name
+            for name, details in applications.items()
+            if name.startswith(prefix) and details.get("status") != DELETING
+        )
         if table is not None:
             listed = [app for app in table.versions.values() if app in names]
             names = listed + [name for name in names if name not in listed]
@@ -264,6 +270,8 @@ class ClusterWriter:
         self.dashboard = ServeDashboard(ref.dashboard)
         self.lock = asyncio.Lock()
         self.routings: dict[str, ModelRouting | None] = {}
+        # Deleted or moved away: never kept, although the index may still list them a moment.
+        self.withdrawn: set[str] = set()
         self.build_grace_seconds = build_grace_seconds
         self._applications: dict[str, Any] = {}
         self._view = ClusterView.of({}, None)
@@ -284,10 +292,12 @@ class ClusterWriter:
     def assign(self, key: str, routing: ModelRouting | None) -> None:
         """Record one ModelDeployment's routing; None means it holds no applications."""
         self.routings[key] = routing
+        self.withdrawn.discard(key)
 
     def forget(self, key: str) -> None:
         """A ModelDeployment is gone (deleted, or moved to another cluster)."""
         self.routings.pop(key, None)
+        self.withdrawn.add(key)
 
     def _defer(self, restarted: list[str]) -> bool:
         """Whether to hold a config back for builds it would restart: for at most
@@ -310,7 +320,11 @@ class ClusterWriter:
         cluster (its key) to its model name."""
         routings = [r for r in self.routings.values() if r is not None]
         routed = {routing.model_name for routing in routings}
-        unrouted = {model for key, model in known.items() if key not in self.routings}
+        unrouted = {
+            model
+            for key, model in known.items()
+            if key not in self.routings and key not in self.withdrawn
+        }
         kept = kept_models(self._applications, self._view.server, unrouted - routed)
         config = compose(routings, self.ref.http, kept)
         missing = {SERVER_APP, *app_names(routings)} - self._applications.keys()

@@ -74,6 +74,15 @@ def test_a_model_the_cluster_does_not_run_keeps_nothing() -> None:
     assert kept_models(running(only_iris), server_of(only_iris), ["wine"]) == []
 
 
+def test_applications_serve_is_deleting_are_not_kept() -> None:
+    """Sending them again would bring back what a delete just took off."""
+    both = compose([IRIS, WINE])
+    details = running(both)
+    details["wine@3"] = {**details["wine@3"], "status": "DELETING"}
+    (kept,) = kept_models(details, server_of(both), ["wine"])
+    assert kept.apps == ()
+
+
 def test_another_model_sharing_a_name_prefix_is_not_kept() -> None:
     """`iris` keeps `iris@…` applications, not those of a model named `iris-2`."""
     config = compose([IRIS, routing("iris-2", ["1"], [("1", 100)])])

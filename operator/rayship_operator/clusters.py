@@ -40,6 +40,7 @@ from rayship.serveconfig import (
 )
 from rayship.spec import RayClusterRef
 from rayship.status import MISSING, AppState, app_states
+from rayship_operator.metrics import OperatorMetrics
 from rayship_operator.report import Serving
 from rayship_operator.settings import OperatorSettings
 
@@ -265,8 +266,11 @@ class Written:
 class ClusterWriter:
     """The single writer of one cluster's Serve config."""
 
-    def __init__(self, ref: ClusterRef, build_grace_seconds: float) -> None:
+    def __init__(
+        self, ref: ClusterRef, build_grace_seconds: float, metrics: OperatorMetrics
+    ) -> None:
         self.ref = ref
+        self.metrics = metrics
         self.dashboard = ServeDashboard(ref.dashboard)
         self.lock = asyncio.Lock()
         self.routings: dict[str, ModelRouting | None] = {}
@@ -336,23 +340,26 @@ class ClusterWriter:
                 "cluster %s lost %s; applying again", self.ref.dashboard, sorted(missing)
             )
         if self._defer(builds_restarted(self._applications, config)):
+            self.metrics.config_holds.labels(self.ref.dashboard).inc()
             return Written(sent=False, deferred=True)
         restarting = tuple(restarting_apps(self._applications, config))
         await asyncio.to_thread(self.dashboard.put_config, config)
+        self.metrics.config_writes.labels(self.ref.dashboard).inc()
         return Written(sent=True, restarting=restarting)
 
 
 class Clusters:
     """Writers by dashboard address, created on first use."""
 
-    def __init__(self, build_grace_seconds: float) -> None:
+    def __init__(self, build_grace_seconds: float, metrics: OperatorMetrics) -> None:
         self.build_grace_seconds = build_grace_seconds
+        self.metrics = metrics
         self._writers: dict[str, ClusterWriter] = {}
 
     def writer(self, ref: ClusterRef) -> ClusterWriter:
         """The writer for `ref`."""
         writer = self._writers.get(ref.dashboard)
         if writer is None:
-            writer = ClusterWriter(ref, self.build_grace_seconds)
+            writer = ClusterWriter(ref, self.build_grace_seconds, self.metrics)
             self._writers[ref.dashboard] = writer
         return writer

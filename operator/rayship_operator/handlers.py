@@ -118,6 +118,8 @@ def build_registry(settings: OperatorSettings) -> kopf.OperatorRegistry:
         # delete came held `kubectl delete` for a minute. The tick now stops at once.
         settings.background.cancellation_polling = 1
         settings.peering.lifetime = reconciler.settings.peering_lifetime_seconds
+        if reconciler.settings.metrics_address:
+            reconciler.metrics.serve(reconciler.settings.metrics_address)
         kubernetes.config.load_config()  # for Secrets, read with the official client
 
     @kopf.on.login(registry=registry)

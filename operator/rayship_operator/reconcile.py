@@ -35,6 +35,7 @@ from rayship.storage import (
 from rayship_operator import report
 from rayship_operator.clusters import ClusterRef, Clusters, cluster_for
 from rayship_operator.credentials import read_auth_tokens, read_credentials, read_env_from
+from rayship_operator.metrics import OperatorMetrics
 from rayship_operator.settings import OperatorSettings
 
 logger = logging.getLogger(__name__)
@@ -99,6 +100,7 @@ class Reconciler:
     """Operator-wide state: cluster writers, latest rollout states, version resolutions."""
 
     settings: OperatorSettings
+    metrics: OperatorMetrics = field(default_factory=OperatorMetrics)
     clusters: Clusters = field(init=False)
     states: dict[str, RolloutState] = field(default_factory=dict)
     # The last status written per object, with the object's uid: kopf hands a handler the body
@@ -112,7 +114,7 @@ class Reconciler:
     publish: StatusWriter | None = None
 
     def __post_init__(self) -> None:
-        self.clusters = Clusters(self.settings.build_grace_seconds)
+        self.clusters = Clusters(self.settings.build_grace_seconds, self.metrics)
 
     def cluster_of(self, md: ModelDeployment) -> ClusterRef:
         """The cluster `md` targets."""
@@ -188,8 +190,16 @@ class Reconciler:
         per step. The status of the last pass is written, with the Events of every pass.
         """
         key = object_key(md.namespace, md.name)
-        async with self.object_locks.setdefault(key, asyncio.Lock()):
-            return await self._settle(key, md, body, list(claims), generation, stopping=stopping)
+        started, ok = time.monotonic(), False
+        try:
+            async with self.object_locks.setdefault(key, asyncio.Lock()):
+                outcome = await self._settle(
+                    key, md, body, list(claims), generation, stopping=stopping
+                )
+            ok = True
+            return outcome
+        finally:
+            self.metrics.reconciled(time.monotonic() - started, ok)
 
     async def _settle(
         self,
@@ -212,6 +222,8 @@ class Reconciler:
             for event in outcome.events:  # the log names the object; the Event is attached to it
                 if event.warning:
                     logger.warning("%s: %s: %s", key, event.reason.value, event.message)
+            self.metrics.events(md.namespace, md.name, outcome.events)
+            self.metrics.status(key, generation, str(outcome.status.get("phase")))
             changed = outcome.status != previous
             previous = outcome.status
             self.statuses[key] = (uid, outcome.status)
@@ -328,6 +340,7 @@ class Reconciler:
                 # an object being deleted
                 self.states.pop(key, None)
                 self.statuses.pop(key, None)
+                self.metrics.forget(md.namespace, md.name, key)
                 self.resolutions = {k: v for k, v in self.resolutions.items() if k[0] != key}
         self.object_locks.pop(key, None)
 

@@ -88,6 +88,10 @@ class OperatorSettings:
     counts: a standby takes over this long after the active replica was killed (at once when
     it stops cleanly). kopf's own default, 60, left a minute without an operator."""
 
+    metrics_address: str = "0.0.0.0:9090"
+    """RAYSHIP_METRICS_ADDRESS: where the operator answers Prometheus scrapes (`host:port`, any
+    path; `rayship_operator.metrics`); empty serves none."""
+
     liveness_endpoint: str = "http://0.0.0.0:8080/healthz"
     """RAYSHIP_LIVENESS_ENDPOINT: where kopf answers liveness probes (the chart's probes use it)."""
 
@@ -135,6 +139,7 @@ class OperatorSettings:
             peering_lifetime_seconds=int(
                 env.get("RAYSHIP_PEERING_LIFETIME_SECONDS", defaults.peering_lifetime_seconds)
             ),
+            metrics_address=env.get("RAYSHIP_METRICS_ADDRESS", defaults.metrics_address),
             liveness_endpoint=env.get("RAYSHIP_LIVENESS_ENDPOINT", defaults.liveness_endpoint),
             log_level=env.get("RAYSHIP_LOG_LEVEL", defaults.log_level),
             server_tokens=server_tokens(env),

@@ -18,6 +18,7 @@ from typing import Any
 import numpy as np
 import pytest
 import tritonclient.http as triton
+from prometheus_client.parser import text_string_to_metric_families
 
 from e2e.conftest import Stack
 from support.http import http_call
@@ -123,6 +124,33 @@ def test_version_that_fails_to_load_is_rolled_back(stack: Stack) -> None:
     assert status["history"][0]["outcome"] == "RolledBack"
     assert "3" not in {v["version"] for v in status["liveVersions"]}
     assert infer(stack.serve, "broken")["model_version"] == "1"
+
+    # what the operator's /metrics says of it (the operator is this test's own)
+    scraped = operator_metrics(stack)
+    mine = (("modeldeployment", "broken"), ("namespace", stack.namespace))
+    assert scraped["rayship_operator_rollouts_total", mine] == 1
+    assert scraped["rayship_operator_automatic_rollbacks_total", mine] == 1
+    rolled_back = (*mine, ("reason", "RolledBack"))
+    assert scraped["rayship_operator_degraded_total", rolled_back] == 1
+    assert scraped["rayship_operator_time_to_ready_seconds_count", ()] == 1  # generation 1 only
+    assert scraped["rayship_operator_reconciles_total", (("result", "ok"),)] >= 2
+    assert ("rayship_operator_reconciles_total", (("result", "error"),)) not in scraped
+    cluster = (("cluster", stack.serve.dashboard.address),)
+    assert scraped["rayship_operator_config_writes_total", cluster] >= 2  # version 1, then 3
+
+    stack.kubectl("delete", "md", "broken")
+    assert ("rayship_operator_rollouts_total", mine) not in operator_metrics(stack)
+
+
+def operator_metrics(stack: Stack) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
+    """Every sample the operator's Prometheus endpoint serves, by name and sorted labels."""
+    with urllib.request.urlopen(stack.operator.metrics_url, timeout=10) as answer:
+        text = answer.read().decode()
+    return {
+        (sample.name, tuple(sorted(sample.labels.items()))): sample.value
+        for family in text_string_to_metric_families(text)
+        for sample in family.samples
+    }
 
 
 def test_cli_rolls_back_to_the_previous_good_version(stack: Stack, tmp_path: Path) -> None:

@@ -144,6 +144,7 @@ def test_default_install_objects(control_plane: ControlPlane) -> None:
         ("ClusterRole", "rayship-operator"),
         ("ClusterRoleBinding", "rayship-operator"),
         ("Deployment", "rayship-operator"),
+        ("Service", "rayship-operator-metrics"),
         ("ServiceAccount", "rayship-operator"),
     ]
     assert all(d["metadata"].get("namespace", "rayship-system") == "rayship-system" for d in docs)
@@ -167,8 +168,11 @@ def test_deployment_runs_one_locked_down_operator(control_plane: ControlPlane) -
     assert security["allowPrivilegeEscalation"] is False
     assert security["privileged"] is False
     assert security["capabilities"]["drop"] == ["ALL"]
-    # kopf's liveness endpoint: the operator's default RAYSHIP_LIVENESS_ENDPOINT port
-    assert container["ports"] == [{"name": "health", "containerPort": 8080, "protocol": "TCP"}]
+    # kopf's liveness endpoint (RAYSHIP_LIVENESS_ENDPOINT) and the metrics (RAYSHIP_METRICS_ADDRESS)
+    assert container["ports"] == [
+        {"name": "health", "containerPort": 8080, "protocol": "TCP"},
+        {"name": "metrics", "containerPort": 9090, "protocol": "TCP"},
+    ]
     for probe in ("livenessProbe", "readinessProbe"):
         assert container[probe]["httpGet"] == {"path": "/healthz", "port": "health"}
     assert container["resources"]["limits"]["memory"]
@@ -196,6 +200,7 @@ def test_every_operator_setting_is_a_chart_value(control_plane: ControlPlane) ->
         "--set", "operator.peering=rayship",
         "--set", "operator.peeringLifetimeSeconds=20",
         "--set", "operator.logLevel=DEBUG",
+        "--set", "metrics.port=9191",
         "--set", "s3.endpoint=http://minio.storage:9000",
         "--set", "s3.region=eu-west-1",
     )  # fmt: skip
@@ -225,10 +230,40 @@ def test_every_operator_setting_is_a_chart_value(control_plane: ControlPlane) ->
         peering="rayship",
         peering_lifetime_seconds=20,
         log_level="DEBUG",
+        metrics_address="0.0.0.0:9191",
     )
     # defaults: no default cluster, no S3 overrides, cluster-wide, standalone
     defaults = OperatorSettings.from_env(container_env(one(render(control_plane), "Deployment")))
     assert (defaults.namespaces, defaults.peering, defaults.s3_endpoint) == ((), None, None)
+
+
+def test_metrics_have_a_service_to_scrape_and_an_optional_service_monitor(
+    control_plane: ControlPlane,
+) -> None:
+    docs = render(control_plane, "--set", "metrics.serviceMonitor.enabled=true")
+    deployment = one(docs, "Deployment")
+    service = one(docs, "Service")
+    assert service["metadata"]["annotations"] == {
+        "prometheus.io/scrape": "true",
+        "prometheus.io/port": "9090",
+        "prometheus.io/path": "/metrics",
+    }
+    assert service["spec"]["selector"] == deployment["spec"]["selector"]["matchLabels"]
+    assert service["spec"]["ports"] == [
+        {"name": "metrics", "port": 9090, "targetPort": "metrics", "protocol": "TCP"}
+    ]
+    monitor = one(docs, "ServiceMonitor")
+    assert (
+        monitor["spec"]["selector"]["matchLabels"].items() <= service["metadata"]["labels"].items()
+    )
+    assert monitor["spec"]["endpoints"] == [
+        {"port": "metrics", "path": "/metrics", "interval": "30s"}
+    ]
+    assert [d for d in render(control_plane) if d["kind"] == "ServiceMonitor"] == []
+
+    off = render(control_plane, "--set", "metrics.enabled=false")
+    assert [d for d in off if d["kind"] == "Service"] == []
+    assert container_env(one(off, "Deployment"))["RAYSHIP_METRICS_ADDRESS"] == ""
 
 
 def test_ray_auth_token_comes_from_a_secret(control_plane: ControlPlane) -> None:
@@ -280,7 +315,7 @@ def test_namespaced_rbac_uses_roles_per_watched_namespace(control_plane: Control
             "rbac.clusterDiscovery=false",
         )
     }
-    assert kinds == {"ServiceAccount", "Deployment", "Role", "RoleBinding"}
+    assert kinds == {"ServiceAccount", "Deployment", "Service", "Role", "RoleBinding"}
 
 
 def test_secret_access_can_be_narrowed_or_removed(control_plane: ControlPlane) -> None:
@@ -413,6 +448,7 @@ def test_every_ray_node_serves_with_local_modes_settings(control_plane: ControlP
         (["--set", "s3.region=eu west"], "at '/s3/region'"),
         (["--set-string", "s3.region=123"], "at '/s3/region'"),  # botocore refuses it too
         (["--set-json", "operator.deleteGraceSeconds=-1"], "at '/operator/deleteGraceSeconds'"),
+        (["--set", "metrics.port=8080"], "at '/metrics/port'"),
         (["--set", "replicaCount=2"], "replicaCount: 2 replicas need operator.peering"),
         (["--set", "rayCluster.enabled=true"], "rayCluster.enabled: the cluster has no"),
     ],

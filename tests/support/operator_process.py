@@ -14,12 +14,19 @@ from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from pathlib import Path
 
+from controlplane.cluster import free_port
+
 
 class OperatorProcess:
-    """One running operator; `log` collects its output for failure messages."""
+    """One running operator; `log` collects its output for failure messages.
+
+    Its metrics are served on a free loopback port unless `env` names one (the default, 9090
+    on every interface, may be taken, and two operators in a test would share it); `metrics_url`
+    is where to scrape them.
+    """
 
     def __init__(self, env: Mapping[str, str], log: Path) -> None:
-        self.env = dict(env)
+        self.env = {"RAYSHIP_METRICS_ADDRESS": f"127.0.0.1:{free_port()}", **env}
         self.log = log
         self._proc: subprocess.Popen[bytes] | None = None
 
@@ -57,6 +64,11 @@ class OperatorProcess:
         """Stop and start again: the in-memory state is gone, the status is not."""
         self.stop()
         self.start()
+
+    @property
+    def metrics_url(self) -> str:
+        """The operator's Prometheus endpoint."""
+        return f"http://{self.env['RAYSHIP_METRICS_ADDRESS']}/metrics"
 
     def tail(self, lines: int = 60) -> str:
         """The end of the operator's log."""

@@ -16,6 +16,7 @@ from ray.serve.schema import ServeApplicationSchema
 from rayship.contract import ServerUserConfig, deployment_user_config
 from rayship.serveconfig import HttpOptions, compose
 from rayship_operator.clusters import ClusterRef, ClusterWriter, builds_restarted, kept_models
+from rayship_operator.metrics import OperatorMetrics
 from unit.test_serveconfig import routing
 
 IRIS = routing("iris", ["1", "2"], [("1", 90), ("2", 10)])
@@ -115,7 +116,8 @@ def test_a_build_whose_code_changes_anyway_is_not_held_for() -> None:
 
 
 def test_a_config_is_held_back_for_the_grace_period_at_most() -> None:
-    writer = ClusterWriter(ClusterRef("http://dash", "http://serve", HttpOptions()), 0.2)
+    ref = ClusterRef("http://dash", "http://serve", HttpOptions())
+    writer = ClusterWriter(ref, 0.2, OperatorMetrics())
     assert not writer._defer([])
     assert writer._defer(["wine@3"])
     assert writer._defer(["wine@3"])

@@ -113,11 +113,14 @@ class OperatorMetrics:
 
     def status(self, key: str, generation: int, phase: str, now: float | None = None) -> None:
         """A status was decided for `generation` of `key`: once it is Ready, observe how long
-        that took since the generation was first seen."""
+        that took since the generation was first seen. A generation Ready at first sight is
+        not observed: a restarted operator finding it served, or a change that moved nothing,
+        says nothing of how long changes take."""
         now = time.monotonic() if now is None else now
         pending = self._pending.get(key)
         if pending is None or pending.generation != generation:
-            pending = self._pending[key] = _Pending(generation, now)
+            first = -1.0 if phase == Phase.READY else now
+            pending = self._pending[key] = _Pending(generation, first)
         if phase == Phase.READY and pending.since >= 0:
             self.time_to_ready.observe(now - pending.since)
             pending.since = -1.0  # observed once per generation

@@ -44,9 +44,11 @@ def test_time_to_ready_is_observed_once_per_generation_from_its_first_sight() ->
     metrics.status("team-a/iris", 1, "Progressing", now=103.0)
     metrics.status("team-a/iris", 1, "Ready", now=107.5)
     metrics.status("team-a/iris", 1, "Ready", now=200.0)  # the timer's later ticks
-    metrics.status("team-a/iris", 2, "Ready", now=300.0)  # a warm rollback, Ready at once
+    metrics.status("team-a/iris", 2, "Progressing", now=300.0)  # a warm rollback
+    metrics.status("team-a/iris", 2, "Ready", now=301.0)
+    metrics.status("team-a/wine", 4, "Ready", now=400.0)  # served when a restart first saw it
     assert value(metrics, "rayship_operator_time_to_ready_seconds_count") == 2
-    assert value(metrics, "rayship_operator_time_to_ready_seconds_sum") == 7.5
+    assert value(metrics, "rayship_operator_time_to_ready_seconds_sum") == 8.5
 
 
 def test_reconciles_are_counted_by_result_and_timed() -> None:

@@ -144,9 +144,10 @@ def test_operator_image_runs_the_operator_entry_point() -> None:
     assert final.args("ENTRYPOINT") == ['["python", "-m", "rayship_operator"]']
     assert final.args("COPY") == ["--from=build /opt/rayship /opt/rayship"]
     assert any("PYTHONDONTWRITEBYTECODE=1" in env for env in final.args("ENV"))  # read-only root
-    # the port the chart probes, and the operator's default liveness endpoint
-    assert final.args("EXPOSE") == ["8080"]
+    # the port the chart probes and the metrics port: the operator's defaults
+    assert final.args("EXPOSE") == ["8080 9090"]
     assert OperatorSettings().liveness_endpoint == "http://0.0.0.0:8080/healthz"
+    assert OperatorSettings().metrics_address == "0.0.0.0:9090"
 
 
 def copied_sources(path: Path) -> list[str]:

@@ -49,6 +49,7 @@ def test_install_yaml_holds_the_namespace_crd_operator_and_rbac() -> None:
         ("ServiceAccount", "rayship-operator"),
         ("ClusterRole", "rayship-operator"),
         ("ClusterRoleBinding", "rayship-operator"),
+        ("Service", "rayship-operator-metrics"),
         ("Deployment", "rayship-operator"),
     ]
     assert docs[3] == yaml.safe_load((REPO / "crds" / "modeldeployment.yaml").read_text())

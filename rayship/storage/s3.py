@@ -184,4 +184,4 @@ def errors_naming(uri: str) -> Iterator[None]:
     except (BotoConnectionError, HTTPClientError, RetriesExceededError) as exc:
         raise StorageUnavailable(uri, f"cannot reach S3 for {uri}: {exc}") from exc
     except BotoCoreError as exc:
-        raise StorageError(uri, f"cannot read {uri}: {exc}") from exc
+        raise StorageError(uri, f"cannot use {uri}: {exc}") from exc  # reads and writes

@@ -129,7 +129,7 @@ def test_a_region_botocore_refuses_is_a_storage_error_naming_the_uri(
     """botocore refuses a malformed region when the client is made, before any request: the
     operator reports only `StorageError`s, so anything else would fail its handler forever."""
     storage = dataclasses.replace(s3_server.storage, region="eu west")
-    with pytest.raises(StorageError, match=rf"^cannot read {uri}: .*'eu west'") as caught:
+    with pytest.raises(StorageError, match=rf"^cannot use {uri}: .*'eu west'") as caught:
         ModelStore(storage).resolve(uri, "1")
     assert caught.value.uri == uri
 

@@ -18,7 +18,14 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from rayship.spec import AsyncSpec, BatchingSpec, RuntimeSpec, StorageSpec, from_plain
+from rayship.spec import (
+    AsyncSpec,
+    BatchingSpec,
+    LoggingSpec,
+    RuntimeSpec,
+    StorageSpec,
+    from_plain,
+)
 
 # --- the ModelDeployment resource ----------------------------------------------------------
 
@@ -157,36 +164,52 @@ class ModelTable:
 
 
 @dataclass(frozen=True)
+class PredictionLogging:
+    """`spec.logging` as a replica needs it: with the ModelDeployment's namespace, which the
+    replica cannot know otherwise and which CloudEvents receivers read (`ce-namespace`)."""
+
+    spec: LoggingSpec
+    namespace: str
+
+
+@dataclass(frozen=True)
 class VersionUserConfig:
     """A version deployment's `user_config`: its model's live versions, for `/versions/<v>`,
-    where its asynchronous jobs are kept (`spec.async`), and the hashes of the bearer tokens
-    its URLs accept (`rayship.auth`; none: open).
+    where its asynchronous jobs are kept (`spec.async`), how its predictions are logged
+    (`spec.logging`), and the hashes of the bearer tokens its URLs accept (`rayship.auth`;
+    none: open).
 
     A lightweight update: Serve calls `reconfigure` on the running replicas, so neither moving
-    traffic, nor changing how jobs are kept, nor rotating a token restarts one.
+    traffic, nor changing how jobs are kept or predictions logged, nor rotating a token
+    restarts one.
     """
 
     versions: Mapping[str, str]
     jobs: AsyncSpec | None = None
     token_hashes: tuple[str, ...] = ()
+    logging: PredictionLogging | None = None
 
     def to_dict(self) -> dict[str, Any]:
-        """JSON form; `jobs` and `tokenHashes` only when set."""
+        """JSON form; `jobs`, `tokenHashes` and `logging` only when set."""
         plain: dict[str, Any] = {"versions": dict(self.versions)}
         if self.jobs is not None:
             plain["jobs"] = _plain(self.jobs)
         if self.token_hashes:
             plain["tokenHashes"] = list(self.token_hashes)
+        if self.logging is not None:
+            plain["logging"] = _plain(self.logging)
         return plain
 
     @classmethod
     def from_dict(cls, config: Mapping[str, Any]) -> VersionUserConfig:
         """Read the JSON form back."""
         jobs = config.get("jobs")
+        logging = config.get("logging")
         return cls(
             {str(v): str(app) for v, app in (config.get("versions") or {}).items()},
             from_plain(AsyncSpec, jobs) if jobs else None,
             tuple(str(h) for h in config.get("tokenHashes") or ()),
+            from_plain(PredictionLogging, logging) if logging else None,
         )
 
 

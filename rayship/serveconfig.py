@@ -44,6 +44,7 @@ from rayship.contract import (
     VERSION_BUILDER,
     VERSION_DEPLOYMENT,
     ModelTable,
+    PredictionLogging,
     ServerUserConfig,
     VersionArgs,
     VersionUserConfig,
@@ -187,13 +188,24 @@ def _version_app(routing: ModelRouting, live: LiveVersion) -> dict[str, Any]:
                 "max_ongoing_requests": spec.max_ongoing_requests,
                 "ray_actor_options": _actor_options(spec),
                 "user_config": VersionUserConfig(
-                    _version_apps(routing), spec.async_, token_hashes(routing.tokens)
+                    _version_apps(routing),
+                    spec.async_,
+                    token_hashes(routing.tokens),
+                    _prediction_logging(routing),
                 ).to_dict(),
                 **_scaling(spec),
             }
         ],
     }
     return _with_environment(app, routing)
+
+
+def _prediction_logging(routing: ModelRouting) -> PredictionLogging | None:
+    """`spec.logging` for the replicas, with the namespace that CloudEvents name."""
+    spec = routing.deployment.spec.logging
+    if spec is None:
+        return None
+    return PredictionLogging(spec, routing.deployment.namespace)
 
 
 def _with_environment(app: dict[str, Any], routing: ModelRouting) -> dict[str, Any]:

@@ -215,6 +215,26 @@ class AsyncSpec:
     max_queued: int = 32
 
 
+LogMode = Literal["request", "response", "all"]
+
+
+@dataclass(frozen=True)
+class LoggingSpec:
+    """Prediction logging: which payloads to keep, for what share of requests, and where.
+
+    Exactly one sink is set (the CRD's rules say so): `url`, an HTTP endpoint that receives
+    CloudEvents as from KServe's payload logger, so receivers written for KServe work
+    unchanged; or `storage_uri`, an S3 prefix that receives JSON Lines batches, reached like
+    the model's storage (`spec.storage` and its credentials). The replicas read it from
+    `user_config`, so changing it never restarts one.
+    """
+
+    mode: LogMode = "all"
+    sample_rate: float = 1.0
+    url: str | None = None
+    storage_uri: str | None = None
+
+
 @dataclass(frozen=True)
 class AuthSpec:
     """Bearer tokens that a model's inference URLs require, from a Secret's `key`.
@@ -249,6 +269,7 @@ class ModelDeploymentSpec:
     rollout: RolloutSpec = field(default_factory=RolloutSpec)
     ray_cluster: RayClusterRef | None = None
     async_: AsyncSpec | None = None
+    logging: LoggingSpec | None = None
     auth: AuthSpec | None = None
 
 

@@ -3,8 +3,10 @@
 A replica's environment (its Ray node's, plus its application's `runtime_env` variables) decides
 them, so each deployment reads its settings when Serve constructs it, never at import. Nothing
 else in `rayship_predictors` reads the environment, so tests construct `PredictorSettings`
-directly; the model store a replica fetches with reads its own (`rayship.storage`:
-$RAYSHIP_CACHE_DIR, and boto3's AWS chain), as in every process that fetches models.
+directly, with two exceptions that read variables other tools define: the model store a
+replica fetches with (`rayship.storage`: $RAYSHIP_CACHE_DIR, and boto3's AWS chain), as in
+every process that fetches models, and tracing (`rayship_predictors.tracing`), which reads
+OpenTelemetry's standard `OTEL_*` variables.
 """
 
 from __future__ import annotations
@@ -50,6 +52,21 @@ class PredictorSettings:
     wait, S3 away for seconds as a rollout starts would roll back a good version. The
     operator's readiness deadline (spec.rollout.readinessDeadlineSeconds) still bounds it."""
 
+    prediction_log_queue: int = 1000
+    """RAYSHIP_PREDICTION_LOG_QUEUE: how many prediction log records (`spec.logging`) a replica
+    holds while its sink is slow or down; more are dropped, and counted, never waited for. A
+    record refers to its request and response bodies, so the queue's memory is up to this many
+    of them: lower it for models with large tensors."""
+
+    prediction_log_batch: int = 100
+    """RAYSHIP_PREDICTION_LOG_BATCH: the most records sent together: one JSON Lines object in
+    S3, or as many concurrent CloudEvents POSTs."""
+
+    metrics: bool = True
+    """RAYSHIP_METRICS: `0` or `false` turns the data-plane metrics (`rayship_predictors.metrics`)
+    off, as Triton's `--allow-metrics=false` does; bench/observability_bench.py measures what
+    they cost against that."""
+
     server_name: str = "rayship"
     """No variable: the `name` that `GET /v2` reports. It names the server software, not a
     deployment, so there is nothing to configure."""
@@ -68,6 +85,13 @@ class PredictorSettings:
             storage_patience_seconds=float(
                 env.get("RAYSHIP_STORAGE_PATIENCE_SECONDS", cls.storage_patience_seconds)
             ),
+            prediction_log_queue=int(
+                env.get("RAYSHIP_PREDICTION_LOG_QUEUE", cls.prediction_log_queue)
+            ),
+            prediction_log_batch=int(
+                env.get("RAYSHIP_PREDICTION_LOG_BATCH", cls.prediction_log_batch)
+            ),
+            metrics=env.get("RAYSHIP_METRICS", "1").strip().lower() not in ("0", "false"),
         )
 
     def __post_init__(self) -> None:
@@ -75,3 +99,9 @@ class PredictorSettings:
             raise ValueError(
                 f"RAYSHIP_PREDICT_THREADS must be 0 or more, got {self.predict_threads}"
             )
+        for name, value in (
+            ("RAYSHIP_PREDICTION_LOG_QUEUE", self.prediction_log_queue),
+            ("RAYSHIP_PREDICTION_LOG_BATCH", self.prediction_log_batch),
+        ):
+            if value < 1:
+                raise ValueError(f"{name} must be 1 or more, got {value}")

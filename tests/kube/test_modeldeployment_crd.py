@@ -17,6 +17,10 @@ from rayship.contract import API_VERSION, CRD_VERSION, GROUP, KIND, PLURAL
 from unit.test_manifest import (
     LARGEST_RUNTIME_ENV,
     LARGEST_TENSORS,
+    LOGGING_ACCEPTED,
+    LOGGING_BOUNDS,
+    LOGGING_REFUSALS,
+    LOGGING_S3_URIS,
     RAY_CLUSTER_NAMES,
     REGIONS,
     RUNTIME_ENV_REFUSALS,
@@ -503,3 +507,55 @@ def test_the_largest_tensor_declarations_fit_the_cel_budget(
         )
         for field in ("inputs", "outputs")
     ]
+
+
+def test_the_api_server_accepts_the_logging_local_validation_accepts(
+    kube_client: ApiClient, namespace: str
+) -> None:
+    """spec.logging: every accepted row of the unit table, the S3 prefixes the storage code
+    parses and no other, and the number sampleRate defaults to."""
+    api = kubernetes.client.CustomObjectsApi(kube_client)
+    accepted = [{"logging": logging} for logging, _ in LOGGING_ACCEPTED]
+    assert verdicts(api, namespace, accepted) == [True] * len(accepted)
+    uris = [uri for uri, _ in LOGGING_S3_URIS]
+    judged = verdicts(api, namespace, [{"logging": {"storageUri": uri}} for uri in uris])
+    assert list(zip(uris, judged, strict=True)) == LOGGING_S3_URIS
+
+    created = api.create_namespaced_custom_object(
+        GROUP, CRD_VERSION, namespace, PLURAL, body("logs", logging={"url": "http://r/"})
+    )
+    assert created["spec"]["logging"] == {"url": "http://r/", "mode": "all", "sampleRate": 1}
+
+
+@pytest.mark.parametrize(("logging", "field", "said"), LOGGING_REFUSALS)
+def test_logging_refusals_name_the_field_and_show_the_value(
+    control_plane: ControlPlane, namespace: str, logging: dict[str, Any], field: str, said: str
+) -> None:
+    """The same refusals as local validation's (tests/unit/test_manifest.py), from cel-go."""
+    code, output = apply(control_plane, namespace, document("logs", logging=logging))
+
+    assert code != 0
+    assert f"{field}: Invalid value: " in output
+    assert f": {said}" in output + "\n"
+    assert "failed rule" not in output
+
+
+@pytest.mark.parametrize(("logging", "field"), LOGGING_BOUNDS)
+def test_logging_bounds_are_enforced(
+    kube_client: ApiClient, namespace: str, logging: dict[str, Any], field: str
+) -> None:
+    api = kubernetes.client.CustomObjectsApi(kube_client)
+    with pytest.raises(ApiException) as refused:
+        api.create_namespaced_custom_object(
+            GROUP, CRD_VERSION, namespace, PLURAL, body("logs", logging=logging), dry_run="All"
+        )
+    causes = json.loads(refused.value.body)["details"]["causes"]
+    # As in verdicts(): a refused value keeps the rules from running, a cause on "<nil>".
+    assert [cause["field"] for cause in causes if cause["field"] != "<nil>"] == [field]
+
+
+def test_explain_teaches_logging(control_plane: ControlPlane) -> None:
+    explained = " ".join(control_plane.kubectl("explain", "md.spec.logging").stdout.split())
+    assert "exactly one sink, url or storageUri" in explained
+    for field in ("mode", "sampleRate", "storageUri", "url"):
+        assert field in explained

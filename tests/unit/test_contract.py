@@ -16,6 +16,7 @@ from rayship import manifest
 from rayship.contract import (
     SERVER_APP,
     VERSION_DEPLOYMENT,
+    PredictionLogging,
     ServerUserConfig,
     VersionArgs,
     VersionUserConfig,
@@ -25,7 +26,7 @@ from rayship.contract import (
     version_app_name,
 )
 from rayship.serveconfig import LiveVersion, ModelRouting, compose, version_args
-from rayship.spec import AsyncSpec
+from rayship.spec import AsyncSpec, LoggingSpec
 from rayship_predictors.traffic import TrafficTable
 
 
@@ -103,6 +104,32 @@ def test_async_settings_reach_the_version_replicas_without_restarting_them() -> 
     assert jobs == AsyncSpec("s3://jobs/results", max_queued=5)
     assert VersionUserConfig.from_dict(deployment_user_config(without)).jobs is None
     assert with_async["args"] == without["args"]
+
+
+@pytest.mark.parametrize(
+    ("logging", "expected"),
+    [
+        (
+            {"url": "https://logs.example:8443/events", "mode": "request", "sampleRate": 0.25},
+            LoggingSpec("request", 0.25, url="https://logs.example:8443/events"),
+        ),
+        ({"storageUri": "s3://logs/cnn"}, LoggingSpec(storage_uri="s3://logs/cnn")),
+    ],
+    ids=["url", "storageUri"],
+)
+def test_logging_settings_reach_the_version_replicas_without_restarting_them(
+    logging: dict[str, Any], expected: LoggingSpec
+) -> None:
+    """`spec.logging` travels in user_config (a lightweight update), never in the args, with
+    the namespace the replicas cannot know otherwise; the storage is the args' own."""
+    without = through_json(compose([routing(PYTORCH, (("2", 100),))]))["cnn@2"]
+    with_logging = through_json(compose([routing({**PYTORCH, "logging": logging}, (("2", 100),))]))
+
+    for app in ("cnn@1", "cnn@2"):
+        read = VersionUserConfig.from_dict(deployment_user_config(with_logging[app])).logging
+        assert read == PredictionLogging(expected, "default")
+    assert VersionUserConfig.from_dict(deployment_user_config(without)).logging is None
+    assert with_logging["cnn@2"]["args"] == without["args"]
 
 
 def test_the_config_hash_is_readable_where_the_operator_looks() -> None:

@@ -785,3 +785,87 @@ def test_the_first_name_declared_twice_is_named() -> None:
         manifest.parse(document(model={**LARGEST_TENSORS, "inputs": inputs}))
     said = f"spec.model.inputs: spec.model.inputs names must be unique, got '{inputs[0]['name']}'"
     assert f"{said} more than once\n" in str(refused.value) + "\n"
+
+
+# --- spec.logging: tables checked here and, in tests/kube, on the API server -----------------
+
+# (spec.logging, the LoggingSpec it parses to)
+LOGGING_ACCEPTED = [
+    ({"url": "http://receiver.logs/events"}, spec.LoggingSpec(url="http://receiver.logs/events")),
+    (
+        {"url": "HTTPS://user@logs.example:8443/v1?x=1#y", "mode": "request", "sampleRate": 0},
+        spec.LoggingSpec("request", 0.0, url="HTTPS://user@logs.example:8443/v1?x=1#y"),
+    ),
+    (
+        {"storageUri": "s3://logs/iris", "mode": "response", "sampleRate": 0.5},
+        spec.LoggingSpec("response", 0.5, storage_uri="s3://logs/iris"),
+    ),
+    ({"storageUri": "s3://logs", "sampleRate": 1}, spec.LoggingSpec(storage_uri="s3://logs")),
+]
+
+_ONE_SINK = "spec.logging needs exactly one sink: spec.logging.url or spec.logging.storageUri"
+_URL = "spec.logging.url must be an http:// or https:// URL with a host and no whitespace"
+_LOG_S3 = (
+    "spec.logging.storageUri must be s3://bucket/prefix where the bucket and each prefix segment "
+    "are non-empty, neither . nor .., printable, at most 255 bytes and without backslashes (the "
+    "bucket not starting with .)"
+)
+
+# (spec.logging, the field refused, what the refusal says)
+LOGGING_REFUSALS = [
+    ({"mode": "request"}, "spec.logging", f"{_ONE_SINK}, got neither"),
+    ({"url": "http://r/", "storageUri": "s3://logs"}, "spec.logging", f"{_ONE_SINK}, got both"),
+    ({"url": "ftp://r/x"}, "spec.logging.url", f"{_URL}, got 'ftp://r/x'"),
+    ({"url": "receiver.logs:80"}, "spec.logging.url", f"{_URL}, got 'receiver.logs:80'"),
+    ({"url": "http:///events"}, "spec.logging.url", f"{_URL}, got 'http:///events'"),
+    ({"url": "http://r/a b"}, "spec.logging.url", f"{_URL}, got 'http://r/a b'"),
+    ({"url": "http://r/\nx"}, "spec.logging.url", f"{_URL}\n"),
+    (
+        {"storageUri": "file:///var/log/iris"},
+        "spec.logging.storageUri",
+        "spec.logging.storageUri must be s3://bucket/prefix, got 'file:///var/log/iris'",
+    ),
+    ({"storageUri": "s3://logs//iris"}, "spec.logging.storageUri",
+     f"{_LOG_S3}, got 's3://logs//iris'"),
+]  # fmt: skip
+
+# (spec.logging, the field the schema's bounds and enum refuse)
+LOGGING_BOUNDS = [
+    ({"url": "http://r/", "sampleRate": 1.5}, "spec.logging.sampleRate"),
+    ({"url": "http://r/", "sampleRate": -0.1}, "spec.logging.sampleRate"),
+    ({"url": "http://r/", "mode": "both"}, "spec.logging.mode"),
+    ({"url": "http://r/" + "x" * 2040}, "spec.logging.url"),
+]
+
+
+@pytest.mark.parametrize(("logging", "expected"), LOGGING_ACCEPTED)
+def test_logging_is_typed(logging: dict[str, Any], expected: spec.LoggingSpec) -> None:
+    parsed = manifest.parse(document(logging=logging)).spec.logging
+    assert (parsed, type(parsed.sample_rate) if parsed else None) == (expected, float)
+
+
+@pytest.mark.parametrize(("logging", "field", "said"), LOGGING_REFUSALS)
+def test_logging_refusals_name_the_field_and_show_the_value(
+    logging: dict[str, Any], field: str, said: str
+) -> None:
+    with pytest.raises(manifest.ManifestError) as refused:
+        manifest.parse(document(logging=logging))
+    assert f"{field}: {said}" in str(refused.value) + "\n"
+
+
+@pytest.mark.parametrize(("logging", "field"), LOGGING_BOUNDS)
+def test_logging_bounds_name_the_field(logging: dict[str, Any], field: str) -> None:
+    with pytest.raises(manifest.ManifestError) as refused:
+        manifest.parse(document(logging=logging))
+    assert f"{field}: " in str(refused.value)
+
+
+LOGGING_S3_URIS = [(uri, valid) for uri, valid in STORAGE_URIS if uri.lower().startswith("s3:")]
+"""The S3 rows of the storage URI table: spec.logging.storageUri takes what the model's does."""
+
+
+@pytest.mark.parametrize(
+    ("uri", "valid"), LOGGING_S3_URIS, ids=[_uri_id(u) for u, _ in LOGGING_S3_URIS]
+)
+def test_logging_storage_uris_are_those_the_storage_code_parses(uri: str, valid: bool) -> None:
+    assert _accepts({"logging": {"storageUri": uri}}) == valid

@@ -45,6 +45,9 @@ def _parser() -> argparse.ArgumentParser:
     serve.add_argument("--host", default="127.0.0.1", help="address the V2 endpoint listens on")
     serve.add_argument("--port", type=int, default=8000, help="port of the V2 endpoint")
     serve.add_argument("--dashboard-port", type=int, default=0, help="Ray dashboard port (0: any)")
+    serve.add_argument(
+        "--metrics-port", type=int, default=0, help="Prometheus metrics port (0: any)"
+    )
     serve.add_argument("--timeout", type=float, default=300, help="seconds to wait for readiness")
     serve.add_argument(
         "--env-file",
@@ -130,9 +133,18 @@ def serve_locally(args: argparse.Namespace) -> int:
     signals.install()
     http = HttpOptions(args.host, args.port)
     try:
-        with LocalRay(dashboard_port=args.dashboard_port, hurry=signals.hurry) as dashboard:
+        local_ray = LocalRay(
+            dashboard_port=args.dashboard_port, metrics_port=args.metrics_port, hurry=signals.hurry
+        )
+        with local_ray as dashboard:
             serve_until_stopped(
-                dashboard, http, store, routings, timeout_s=args.timeout, stop=signals.stop
+                dashboard,
+                http,
+                store,
+                routings,
+                timeout_s=args.timeout,
+                stop=signals.stop,
+                metrics_url=local_ray.metrics_url,
             )
     except StartInterrupted:
         say("stopping")
@@ -147,9 +159,11 @@ def serve_until_stopped(
     *,
     timeout_s: float,
     stop: threading.Event,
+    metrics_url: str,
 ) -> None:
-    """Deploy, print the URLs and follow `latest` (or just wait) until `stop` is set; a stop
-    that comes while it deploys skips the rest."""
+    """Deploy, print the URLs (the models', and where their metrics are scraped) and follow
+    `latest` (or just wait) until `stop` is set; a stop that comes while it deploys skips the
+    rest."""
     if not stop.is_set():
         deploy(dashboard, routings, http, timeout_s, stop)
     if not stop.is_set():
@@ -157,6 +171,7 @@ def serve_until_stopped(
             split = ", ".join(f"{v} {p}%" for v, p in routing.traffic)
             url = f"http://{http.host}:{http.port}{model_route(routing.model_name)}"
             say(f"serving {routing.model_name} ({split}) at {url}")
+        say(f"metrics at {metrics_url}")
         say("press Ctrl-C to stop")
         follower = Follower(dashboard, http, store, routings, say)
         if follower.active:  # a model asks for `latest`: roll its new versions out

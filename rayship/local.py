@@ -307,6 +307,7 @@ class LocalRay:
     """
 
     dashboard_port: int = 0
+    metrics_port: int = 0
     num_cpus: int = LOCAL_LOGICAL_CPUS
     drain_s: float = DRAIN_SECONDS
     hurry: threading.Event = field(default_factory=threading.Event)
@@ -320,6 +321,7 @@ class LocalRay:
             raise DeployFailed("local mode needs Ray: pip install 'rayship[serve]'") from None
 
         port = self.dashboard_port or free_port()
+        self.metrics_port = self.metrics_port or free_port()
         self._haproxy_dir = Path(tempfile.mkdtemp(prefix="rayship-haproxy-"))
         try:
             write_launcher(self._haproxy_dir)
@@ -332,6 +334,11 @@ class LocalRay:
                 raise StartInterrupted("stopped by SIGTERM while Ray was starting") from None
             raise
         return dashboard
+
+    @property
+    def metrics_url(self) -> str:
+        """Ray's Prometheus endpoint on this node, with the replicas' metrics (once entered)."""
+        return f"http://127.0.0.1:{self.metrics_port}/metrics"
 
     def _init(self, port: int) -> None:
         """`ray.init` in the environment Serve needs, keeping this process's stop handlers.
@@ -363,6 +370,9 @@ class LocalRay:
                 include_dashboard=True,
                 dashboard_host="127.0.0.1",
                 dashboard_port=port,
+                # Where Prometheus scrapes the replicas' metrics (`metrics_url`); Ray's own
+                # choice is a random port nobody is told.
+                _metrics_export_port=self.metrics_port,
                 logging_level=logging.WARNING,
             )
         finally:

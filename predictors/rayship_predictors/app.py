@@ -16,8 +16,9 @@ moving traffic never restarts a replica.
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Awaitable, Callable
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from functools import partial
 from typing import Any
 
@@ -46,14 +47,20 @@ from rayship_predictors.errors import InferenceError, NotFound
 from rayship_predictors.fetching import fetch_patiently
 from rayship_predictors.http import PayloadTooLarge, RouteTable, find_handler, serve_http
 from rayship_predictors.jobs import AsyncJobs
+from rayship_predictors.observing import InferenceObserver, current_trace
 from rayship_predictors.runtimes.loader import load_runtime
 from rayship_predictors.settings import PredictorSettings
+from rayship_predictors.tracing import RequestTrace
 from rayship_predictors.traffic import TrafficTable
 from rayship_predictors.v2.codec import InferRequest
 
 logger = logging.getLogger(__name__)
 
 EXTENSIONS = ["binary_tensor_data"]
+INFER_PATH = "/infer"
+LOG_DRAIN_SECONDS = 10.0
+"""How long a stopping replica gives its prediction log to send what it holds (Serve's
+graceful shutdown timeout is 20 s by default)."""
 
 
 BY_REFERENCE_BYTES = 1 << 20
@@ -88,25 +95,45 @@ class VersionHandles:
         return reply
 
 
+@dataclass(frozen=True)
+class Queued:
+    """A decoded request entering the dynamic batching queue, and when (epoch nanoseconds)."""
+
+    request: InferRequest
+    enqueued_ns: int
+
+
+@dataclass(frozen=True)
+class Batched:
+    """One request's outcome from its batch, with when the batch's runtime call ran."""
+
+    outcome: Outcome
+    started_ns: int
+    ended_ns: int
+
+
 class ModelVersion:
     """One version of a model: fetched from storage and loaded once per replica."""
 
     def __init__(self, args: VersionArgs) -> None:
         model_name, version = args.model_name, args.version
+        started = time.perf_counter()
         self.storage = args.storage
         settings = PredictorSettings.from_env()
+        self.observer = InferenceObserver(model_name, version, settings)
         store = ModelStore(args.storage)
         local_dir = fetch_patiently(
             store, args.storage_uri, version, settings.storage_patience_seconds
         )
         runtime = load_runtime(args.runtime, local_dir, args.use_gpu, model_name=model_name)
+        self.observer.metrics.loaded(time.perf_counter() - started)
         self.plane = VersionDataPlane(model_name, version, runtime, settings.predict_threads)
         self.siblings = TrafficTable(model_name, {}, ())  # live versions; traffic unused here
         self.handles = VersionHandles()
         self.jobs = AsyncJobs(model_name)
         self.token_hashes: frozenset[str] = frozenset()
         self.body_limit = settings.max_request_bytes
-        self._run_batched: Callable[[InferRequest], Awaitable[Outcome]] | None = None
+        self._run_batched: Callable[[Queued], Awaitable[Batched]] | None = None
         self._triton_config = self.plane.triton_config()
         if args.batching is not None:
             options = args.batching
@@ -121,7 +148,7 @@ class ModelVersion:
             "": {"GET": self._metadata},
             "/ready": {"GET": self._ready},
             "/config": {"GET": self._config},
-            "/infer": {"POST": self._infer},
+            INFER_PATH: {"POST": self._infer},
         }
         logger.info(
             "loaded %s version %s (%s) from %s", model_name, version, args.digest, local_dir
@@ -135,6 +162,7 @@ class ModelVersion:
         self.handles.keep_only(set(self.siblings.versions.values()))
         self._configure_jobs(user_config.jobs)
         self.token_hashes = frozenset(user_config.token_hashes)
+        self.observer.configure_logging(user_config.logging, self.storage)
 
     def _configure_jobs(self, spec: AsyncSpec | None) -> None:
         """Open the job store when `spec.async` changed; every traffic move reconfigures too,
@@ -151,25 +179,38 @@ class ModelVersion:
         return await serve_http(request, self.route_request, self.body_limit)
 
     async def __del__(self) -> None:
-        """Serve's graceful stop: give running asynchronous jobs their chance to finish."""
+        """Serve's graceful stop: give running asynchronous jobs their chance to finish, then
+        send the prediction log records and spans they and earlier requests left."""
         await self.jobs.drain()
+        await self.observer.close(LOG_DRAIN_SECONDS)
 
     async def route_request(self, call: Call) -> Reply:
         """Route one request; also the method other applications call through a handle."""
         version, rest = split_version(below_model(self.plane.model_name, call.path))
         call = replace(call, path=rest)
+        if version is not None and version != self.plane.version:
+            self._admit(call)
+            return await self.handles.forward(self.siblings.app_of(version), call)
+        if rest == INFER_PATH:
+            return await self.observer.observe(call, self._answer)
+        return await self._answer(call)
+
+    def _admit(self, call: Call) -> None:
+        """Refuse a body over this model's limit or a call without a valid token."""
         if len(call.body) > self.body_limit:
             # Reached through `/v2` (a canary split), the body was read under the server app's
             # limit: this model's own applies here too.
             raise PayloadTooLarge(f"request body exceeds {self.body_limit} bytes")
-        if rest not in OPEN_PATHS:
+        if call.path not in OPEN_PATHS:
             check_bearer(self.plane.model_name, call.authorization, self.token_hashes)
-        job_id = split_job(rest)
+
+    async def _answer(self, call: Call) -> Reply:
+        """A request for this version itself."""
+        self._admit(call)
+        job_id = split_job(call.path)
         if job_id is not None and call.method == "GET":
             return await self.jobs.answer(job_id)
-        if version is None or version == self.plane.version:
-            return await find_handler(self.routes, call.method, rest)(call)
-        return await self.handles.forward(self.siblings.app_of(version), call)
+        return await find_handler(self.routes, call.method, call.path)(call)
 
     async def _metadata(self, call: Call) -> Reply:
         versions = sorted(self.siblings.versions) or [self.plane.version]
@@ -189,19 +230,42 @@ class ModelVersion:
         return await self._infer_now(call)
 
     async def _infer_now(self, call: Call) -> Reply:
-        request = self.plane.decode(call.body, call.header_length)
+        trace = current_trace()
+        with trace.span("decode"):
+            request = self.plane.decode(call.body, call.header_length)
         if self._run_batched is None:
-            outputs = await self.plane.run(request)
+            started = time.time_ns()
+            try:
+                outputs = await self.plane.run(request)
+            finally:
+                self._computed(trace, started, time.time_ns())
         else:
-            outcome = await self._run_batched(request)
-            if isinstance(outcome, InferenceError):
-                raise outcome
-            outputs = outcome
-        return self.plane.encode(request, outputs)
+            enqueued = time.time_ns()
+            batched = await self._run_batched(Queued(request, enqueued))
+            trace.record("queue", enqueued, batched.started_ns)
+            trace.record("model", batched.started_ns, batched.ended_ns)
+            if isinstance(batched.outcome, InferenceError):
+                raise batched.outcome
+            outputs = batched.outcome
+        with trace.span("encode"):
+            return self.plane.encode(request, outputs)
 
-    async def _run_many(self, requests: list[InferRequest]) -> list[Outcome]:
+    def _computed(self, trace: RequestTrace, started_ns: int, ended_ns: int) -> None:
+        """One runtime call of one request took from `started_ns` to `ended_ns`."""
+        trace.record("model", started_ns, ended_ns)
+        self.observer.metrics.computed((ended_ns - started_ns) / 1e9)
+
+    async def _run_many(self, queued: list[Queued]) -> list[Batched]:
         """The body of dynamic batching: Serve's batch queue calls it with many requests."""
-        return await self.plane.run_batch(requests)
+        started = time.time_ns()
+        outcomes = await self.plane.run_batch([item.request for item in queued])
+        ended = time.time_ns()
+        metrics = self.observer.metrics
+        metrics.computed((ended - started) / 1e9)
+        metrics.batched(len(queued))
+        for item in queued:
+            metrics.queued((started - item.enqueued_ns) / 1e9)
+        return [Batched(outcome, started, ended) for outcome in outcomes]
 
 
 class ServerInfo:
@@ -251,7 +315,7 @@ class ServerInfo:
         (job results included: any version reads them) to the primary version."""
         version, rest = split_version(call.path)
         if version is None:
-            version = table.pick() if rest == "/infer" else table.primary()
+            version = table.pick() if rest == INFER_PATH else table.primary()
         return await self.handles.forward(table.app_of(version), replace(call, path=rest))
 
     async def _metadata(self, call: Call) -> Reply:

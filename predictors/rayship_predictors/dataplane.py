@@ -58,7 +58,10 @@ class Call:
     `respond_async` is the client's `Prefer: respond-async` wait in seconds, None when it asked
     for none, and `authorization` its `Authorization` header (kept out of `repr`, so out of
     logs): both travel with the call, so a version reached through `/v2` (a canary split)
-    decides as the one owning the model URL would.
+    decides as the one owning the model URL would. So do the W3C trace context headers
+    (`traceparent`, `tracestate`), making the version that answers a child of the caller's
+    trace however many hops it took, and `X-Request-Id`, which names the call in its
+    prediction log records.
     """
 
     method: str
@@ -67,6 +70,9 @@ class Call:
     header_length: int | None = None
     respond_async: float | None = None
     authorization: str | None = field(default=None, repr=False)
+    traceparent: str | None = None
+    tracestate: str | None = None
+    request_id: str | None = None
 
 
 @dataclass(frozen=True)

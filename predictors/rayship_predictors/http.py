@@ -175,15 +175,24 @@ async def serve_http(
             header_length(request.headers.get(HEADER_LENGTH)),
             async_wait(request.headers.getlist("prefer")),
             request.headers.get("authorization"),
+            request.headers.get("traceparent"),
+            request.headers.get("tracestate"),
+            request.headers.get("x-request-id"),
         )
         reply = await dispatch(call)
-    except InferenceError as error:
-        reply = Reply.error(error)
     except ClientDisconnect:
         # The client left while sending its body: nobody to answer, and nothing failed.
         logger.debug("client disconnected during %s %s", request.method, request.url.path)
         return Response(status_code=CLIENT_CLOSED_REQUEST)
-    except Exception:
-        logger.exception("unexpected failure serving %s %s", request.method, request.url.path)
-        reply = Reply.error(InferenceError("internal error; see the replica's log"))
+    except Exception as error:
+        reply = failure_reply(error, f"{request.method} {request.url.path}")
     return to_response(reply)
+
+
+def failure_reply(error: Exception, serving: str) -> Reply:
+    """The V2 error reply for a failure while `serving` a request: a client-facing one as it
+    is, anything else logged with its traceback and answered without it."""
+    if isinstance(error, InferenceError):
+        return Reply.error(error)
+    logger.error("unexpected failure serving %s", serving, exc_info=error)
+    return Reply.error(InferenceError("internal error; see the replica's log"))

@@ -34,6 +34,7 @@ class ServeCluster:
 
     dashboard: ServeDashboard
     http: HttpOptions
+    metrics_url: str
 
     @property
     def url(self) -> str:
@@ -79,11 +80,16 @@ def local_serve_cluster() -> Iterator[ServeCluster]:
     try:
         with pytest.MonkeyPatch.context() as patch:
             patch.setenv("RUNTIME_ENV_RETRY_TIMES", "1")
-            with LocalRay() as dashboard:
+            # Replicas report their metrics every second instead of Ray's ten, so a test that
+            # scrapes them waits seconds, not tens of seconds.
+            patch.setenv("RAY_metrics_report_interval_ms", "1000")
+            local_ray = LocalRay()
+            with local_ray as dashboard:
                 from ray._private import worker  # the only way to a session's folder
 
                 session = Path(worker._global_node.get_session_dir_path())
-                yield ServeCluster(dashboard, HttpOptions("127.0.0.1", free_port()))
+                http = HttpOptions("127.0.0.1", free_port())
+                yield ServeCluster(dashboard, http, local_ray.metrics_url)
     finally:
         if session is not None:
             shutil.rmtree(session / "runtime_resources", ignore_errors=True)

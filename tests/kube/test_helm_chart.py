@@ -451,6 +451,9 @@ def test_every_ray_node_serves_with_local_modes_settings(control_plane: ControlP
         (["--set", "metrics.port=8080"], "at '/metrics/port'"),
         (["--set", "replicaCount=2"], "replicaCount: 2 replicas need operator.peering"),
         (["--set", "rayCluster.enabled=true"], "rayCluster.enabled: the cluster has no"),
+        (["--set", "tracing.otlpEndpoint=otel:4317"], "at '/tracing/otlpEndpoint'"),
+        (["--set", "grafana.dashboard.label=grafana dashboard"], "at '/grafana/dashboard/label'"),
+        (["--set", "grafana.dashboard.namespace=Monitoring"], "at '/grafana/dashboard/namespace'"),
     ],
 )  # fmt: skip
 def test_bad_values_are_refused_naming_the_field(
@@ -749,3 +752,226 @@ def test_operator_as_the_charts_service_account_serves_a_model(  # noqa: PLR0917
         text = log.read_text(errors="replace")
     for refusal in ("Forbidden", "Not enough permissions", "Failed to post an event"):
         assert refusal not in text, f"{refusal!r} in the operator log:\n{operator.tail(80)}"
+
+
+# ---------------------------------------------------------------- observability
+DASHBOARD = CHART / "dashboards" / "rayship.json"
+# Labels Ray Serve adds to every ray.serve.metrics series, beside the metric's own tag keys.
+SERVE_LABELS = {"application", "deployment", "replica"}
+SUFFIXES = {"counter": ("_total",), "gauge": ("",), "histogram": ("_bucket", "_sum", "_count")}
+
+
+def scraped_series() -> dict[str, set[str]]:
+    """Every series name a Prometheus scrape holds, with its label names: the operator's from
+    its own registry, the predictors' from a real VersionMetrics as Ray exports them (`ray_`
+    prefix, `_total` on counters)."""
+    from prometheus_client.metrics import MetricWrapperBase
+    from ray.util import metrics as ray_metrics
+
+    from rayship_operator.metrics import OperatorMetrics
+    from rayship_predictors.metrics import VersionMetrics
+
+    found: dict[str, set[str]] = {}
+    families: list[tuple[str, str, set[str]]] = [
+        (m._name, m._type, set(m._labelnames))
+        for m in vars(OperatorMetrics()).values()
+        if isinstance(m, MetricWrapperBase)
+    ]
+    ray_types = {ray_metrics.Counter: "counter", ray_metrics.Gauge: "gauge"}
+    ray_types[ray_metrics.Histogram] = "histogram"
+    for m in vars(VersionMetrics("m", "1")).values():
+        if isinstance(m, ray_metrics.Metric):
+            (kind,) = [k for cls, k in ray_types.items() if isinstance(m, cls)]
+            families.append((f"ray_{m.info['name']}", kind, set(m.info["tag_keys"]) | SERVE_LABELS))
+    for name, kind, labels in families:
+        for end in SUFFIXES[kind]:
+            found[name + end] = labels | ({"le"} if end == "_bucket" else set())
+    return found
+
+
+def dashboard_queries(dashboard: Doc) -> list[tuple[str, str]]:
+    """(PromQL, legend) of every panel target and query variable."""
+    targets = [(t["expr"], t.get("legendFormat", "")) for p in dashboard["panels"]
+               for t in p.get("targets", [])]  # fmt: skip
+    variables = [(v["query"]["query"], "") for v in dashboard["templating"]["list"]
+                 if v["type"] == "query"]  # fmt: skip
+    return targets + variables
+
+
+def test_grafana_dashboard_is_grafana_json_over_one_prometheus() -> None:
+    dashboard = json.loads(DASHBOARD.read_text())
+    assert dashboard["uid"] == "rayship"
+    assert dashboard["schemaVersion"] >= 36  # the panel and variable shapes used here
+    variables = {v["name"]: v for v in dashboard["templating"]["list"]}
+    assert (variables["datasource"]["type"], variables["datasource"]["query"]) == (
+        "datasource",
+        "prometheus",
+    )
+    for name in ("model", "version"):
+        assert variables[name]["type"] == "query"
+        assert variables[name]["query"]["query"].startswith(
+            "label_values(ray_rayship_inference_requests_total"
+        )
+        assert variables[name]["query"]["query"].endswith(f", {name})")
+    rows = [p["title"] for p in dashboard["panels"] if p["type"] == "row"]
+    assert rows == ["Models", "Operator"]
+    panels = [p for p in dashboard["panels"] if p["type"] != "row"]
+    assert len({p["id"] for p in dashboard["panels"]}) == len(dashboard["panels"])
+    taken: set[tuple[int, int]] = set()  # grid cells: panels neither overlap nor overflow
+    for panel in dashboard["panels"]:
+        grid = panel["gridPos"]
+        assert grid["x"] + grid["w"] <= 24, panel["title"]
+        cells = {(grid["x"] + i, grid["y"] + j) for i in range(grid["w"]) for j in range(grid["h"])}
+        assert not cells & taken, panel["title"]
+        taken |= cells
+    for panel in panels:
+        assert panel["datasource"] == {"type": "prometheus", "uid": "${datasource}"}
+        assert panel["targets"], panel["title"]
+        for target in panel["targets"]:
+            assert target["datasource"] == panel["datasource"]
+            # the model panels follow the model and version pickers
+            if "ray_rayship_" in target["expr"]:
+                assert 'model=~"$model"' in target["expr"], panel["title"]
+                assert 'version=~"$version"' in target["expr"], panel["title"]
+
+
+def test_dashboard_queries_only_series_and_labels_that_are_exported() -> None:
+    """Every name in the dashboard's PromQL is a series the operator or the predictors export
+    (their metrics modules, instantiated), and every label it matches, groups by or shows in a
+    legend is one that series carries (a typo would only ever show an empty panel)."""
+    series = scraped_series()
+    assert "rayship_operator_reconciles_total" in series  # the sources were read
+    assert "ray_rayship_inference_requests_total" in series
+    used: set[str] = set()
+    for expr, legend in dashboard_queries(json.loads(DASHBOARD.read_text())):
+        names = set(re.findall(r"\b(?:ray_rayship|rayship_operator)_\w+", expr))
+        assert names, expr
+        unknown = names - series.keys()
+        assert not unknown, f"{sorted(unknown)} in {expr}"
+        used |= names
+        grouped = {
+            label.strip()
+            for clause in re.findall(r"\bby \(([^)]*)\)", expr)
+            for label in clause.split(",")
+        }
+        matched = set(re.findall(r"(\w+)\s*(?:=~|!~|!=|=)\s*\"", expr))
+        shown = set(re.findall(r"label_values\([^,]+,\s*(\w+)\)", expr))
+        for name in names:
+            missing = (grouped | matched | shown) - series[name]
+            assert not missing, f"{name} has no {sorted(missing)}: {expr}"
+        # after `sum by`, a legend can only name what was kept
+        assert set(re.findall(r"\{\{(\w+)\}\}", legend)) <= grouped, (legend, expr)
+    # the panels the dashboard promises: every data-plane and operator family appears
+    families = {re.sub(r"_(total|bucket|sum|count)$", "", name) for name in series}
+    assert families == {re.sub(r"_(total|bucket|sum|count)$", "", name) for name in used}
+
+
+def test_grafana_dashboard_configmap_is_opt_in(control_plane: ControlPlane, namespace: str) -> None:
+    assert not [d for d in render(control_plane) if d["kind"] == "ConfigMap"]
+    dashboard = json.loads(DASHBOARD.read_text())
+    config_map = one(render(control_plane, "--set", "grafana.dashboard.enabled=true"), "ConfigMap")
+    metadata = config_map["metadata"]
+    assert (metadata["name"], metadata["namespace"]) == ("rayship-dashboard", "rayship-system")
+    assert metadata["labels"]["grafana_dashboard"] == "1"  # the sidecar's default label
+    assert json.loads(config_map["data"]["rayship.json"]) == dashboard
+    moved = one(
+        render(control_plane, "--set", "grafana.dashboard.enabled=true",
+               "--set", "grafana.dashboard.namespace=monitoring",
+               "--set", "grafana.dashboard.label=dashboards.example.com/grafana"),
+        "ConfigMap",
+    )  # fmt: skip
+    assert moved["metadata"]["namespace"] == "monitoring"
+    assert moved["metadata"]["labels"]["dashboards.example.com/grafana"] == "1"
+    assert "grafana_dashboard" not in moved["metadata"]["labels"]
+
+    # the API server stores it whole (a ConfigMap holds at most 1 MiB)
+    release = f"rs-{suffix()}"
+    plane = control_plane
+    plane.helm("install", release, str(CHART), "-n", namespace,
+               "--set", "grafana.dashboard.enabled=true",
+               "--set", f"operator.watchNamespaces={{{namespace}}}")  # fmt: skip
+    stored = get_json(plane, "configmap", f"{release}-rayship-dashboard", "-n", namespace)
+    assert stored["metadata"]["labels"]["grafana_dashboard"] == "1"
+    assert json.loads(stored["data"]["rayship.json"]) == dashboard
+
+
+def test_ray_pods_are_scraped_on_rays_metrics_port(
+    control_plane: ControlPlane, namespace: str
+) -> None:
+    """Head and workers declare Ray's metrics export port, `ray start` exports there, and the
+    pods carry the scrape annotations; a PodMonitor selects the cluster's pods by KubeRay's
+    `ray.io/cluster` label. The test API server has no monitoring.coreos.com or ray.io CRDs,
+    so the PodMonitor and RayCluster are checked as rendered, as the ServiceMonitor is; the
+    pod templates themselves go to the API server as Pods (server-side dry run)."""
+    ray = ("--api-versions", RAYCLUSTER_API, "--set", "rayCluster.enabled=true")
+    docs = render(control_plane, *ray, "--set", "metrics.serviceMonitor.enabled=true")
+    cluster = one(docs, "RayCluster")
+    spec = cluster["spec"]
+    groups = [spec["headGroupSpec"], *spec["workerGroupSpecs"]]
+    assert len(groups) == 3  # head, cpu, gpu
+    for group in groups:
+        annotations = group["template"]["metadata"]["annotations"]
+        port = int(annotations["prometheus.io/port"])
+        assert annotations == {
+            "prometheus.io/scrape": "true",
+            "prometheus.io/port": str(port),
+            "prometheus.io/path": "/metrics",
+        }
+        assert group["rayStartParams"]["metrics-export-port"] == str(port)
+        (container,) = group["template"]["spec"]["containers"]
+        assert {"name": "metrics", "containerPort": port} in container["ports"]
+        pod = {
+            "apiVersion": "v1",
+            "kind": "Pod",
+            "metadata": {**group["template"]["metadata"], "name": f"ray-{suffix()}"},
+            "spec": group["template"]["spec"],
+        }
+        control_plane.kubectl(
+            "create", "--dry-run=server", "-n", namespace, "-f", "-", input=json.dumps(pod)
+        )
+    assert port == 8080  # KubeRay's default, which its docs and dashboards expect
+
+    monitor = one(docs, "PodMonitor")
+    assert monitor["apiVersion"] == "monitoring.coreos.com/v1"
+    assert monitor["metadata"]["namespace"] == cluster["metadata"]["namespace"]
+    assert monitor["spec"]["selector"] == {
+        "matchLabels": {"ray.io/cluster": cluster["metadata"]["name"]}
+    }
+    assert monitor["spec"]["podMetricsEndpoints"] == [
+        {"port": "metrics", "path": "/metrics", "interval": "30s"}
+    ]
+    labelled = render(control_plane, *ray, "--set", "metrics.serviceMonitor.enabled=true",
+                      "--set", "metrics.serviceMonitor.labels.release=prometheus")  # fmt: skip
+    assert one(labelled, "PodMonitor")["metadata"]["labels"]["release"] == "prometheus"
+
+    assert not [d for d in render(control_plane, *ray) if d["kind"] == "PodMonitor"]
+    without_ray = render(control_plane, "--set", "metrics.serviceMonitor.enabled=true")
+    assert not [d for d in without_ray if d["kind"] == "PodMonitor"]
+    off = render(control_plane, *ray, "--set", "metrics.enabled=false",
+                 "--set", "metrics.serviceMonitor.enabled=true")  # fmt: skip
+    assert not [d for d in off if d["kind"] in ("PodMonitor", "ServiceMonitor")]
+    off_spec = one(off, "RayCluster")["spec"]
+    for group in [off_spec["headGroupSpec"], *off_spec["workerGroupSpecs"]]:
+        assert "annotations" not in group["template"]["metadata"]
+
+
+def test_tracing_endpoint_reaches_every_ray_container_only_when_set(
+    control_plane: ControlPlane,
+) -> None:
+    ray = ("--api-versions", RAYCLUSTER_API, "--set", "rayCluster.enabled=true")
+    for container in ray_containers(one(render(control_plane, *ray), "RayCluster")):
+        assert not [e for e in container["env"] if e["name"].startswith("OTEL_")]
+    traced = render(control_plane, *ray,
+                    "--set", "tracing.otlpEndpoint=http://otel-collector.observability:4317",
+                    "--set", "tracing.serviceName=models-eu")  # fmt: skip
+    containers = ray_containers(one(traced, "RayCluster"))
+    assert [c["name"] for c in containers] == ["ray-head", "ray-worker", "ray-worker"]
+    for container in containers:
+        env = {e["name"]: e.get("value") for e in container["env"]}
+        assert env["OTEL_EXPORTER_OTLP_ENDPOINT"] == "http://otel-collector.observability:4317"
+        assert env["OTEL_SERVICE_NAME"] == "models-eu"
+    default_name = render(control_plane, *ray, "--set", "tracing.otlpEndpoint=http://otel:4317")
+    for container in ray_containers(one(default_name, "RayCluster")):
+        assert {"name": "OTEL_SERVICE_NAME", "value": "rayship"} in container["env"]
+    # the operator's container is not the predictors'
+    assert not [n for n in container_env(one(traced, "Deployment")) if n.startswith("OTEL_")]

@@ -95,6 +95,18 @@ pages), handles that carry every body the HTTP layer admits, replica logs flushe
 - {name: RAYSHIP_INGRESS_HEADER_TIMEOUT_SECONDS, value: {{ $ingress.headerTimeoutSeconds | quote }}}
 - {name: RAYSHIP_INGRESS_KEEP_ALIVE_SECONDS, value: {{ $ingress.keepAliveSeconds | quote }}}
 - {name: RAYSHIP_INGRESS_CONNECTIONS_PER_CLIENT, value: {{ $ingress.connectionsPerClient | quote }}}
+{{- with .Values.tracing.otlpEndpoint }}
+{{- /* OpenTelemetry's standard variables, which the predictors read to export traces. */}}
+- {name: OTEL_EXPORTER_OTLP_ENDPOINT, value: {{ . | quote }}}
+- {name: OTEL_SERVICE_NAME, value: {{ $.Values.tracing.serviceName | quote }}}
+{{- end }}
+{{- end -}}
+
+{{/* The prometheus.io/* annotations that annotation-based scrape configs follow; `.` is the port. */}}
+{{- define "rayship.scrapeAnnotations" -}}
+prometheus.io/scrape: "true"
+prometheus.io/port: {{ . | quote }}
+prometheus.io/path: /metrics
 {{- end -}}
 
 {{/*

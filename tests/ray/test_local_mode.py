@@ -17,18 +17,23 @@ import pytest
 
 from rayship.local import free_port
 from support.local_mode import rayship
+from support.prometheus import scrape_until, total
 
 pytestmark = pytest.mark.ray
 
 REPO = Path(__file__).resolve().parents[2]
+REQUESTS = "ray_rayship_inference_requests_total"
 
 
 def test_serve_example_then_stop_with_ctrl_c(example_models: Path, tmp_path: Path) -> None:
     yaml_file = tmp_path / "iris-onnx.yaml"
     yaml_file.write_text((REPO / "examples" / "iris-onnx.yaml").read_text())
     (tmp_path / "models").symlink_to(example_models)
-    port = free_port()
-    process = rayship("serve", str(yaml_file), "--port", str(port), cwd=tmp_path)
+    port, metrics_port = free_port(), free_port()
+    process = rayship(
+        "serve", str(yaml_file), "--port", str(port), "--metrics-port", str(metrics_port),
+        cwd=tmp_path,
+    )  # fmt: skip
     lines: list[str] = []
     try:
         assert process.stdout is not None
@@ -43,6 +48,8 @@ def test_serve_example_then_stop_with_ctrl_c(example_models: Path, tmp_path: Pat
         printed = "".join(lines)
         url = f"http://127.0.0.1:{port}/v2/models/iris-onnx"
         assert f"serving iris-onnx (2 100%) at {url}" in printed, printed
+        metrics_url = f"http://127.0.0.1:{metrics_port}/metrics"
+        assert f"metrics at {metrics_url}" in printed, printed
         body = {"inputs": [{"name": "input", "datatype": "FP32", "shape": [1, 4],
                             "data": [5.1, 3.5, 1.4, 0.2]}]}  # fmt: skip
         request = urllib.request.Request(f"{url}/infer", json.dumps(body).encode())
@@ -50,6 +57,8 @@ def test_serve_example_then_stop_with_ctrl_c(example_models: Path, tmp_path: Pat
             answer = json.loads(response.read())
         assert answer["model_version"] == "2"
         assert {output["name"] for output in answer["outputs"]} == {"probabilities", "label"}
+        labels = {"model": "iris-onnx", "version": "2", "code": "200"}
+        scrape_until(metrics_url, lambda samples: total(samples, REQUESTS, **labels) == 1)
         os.killpg(process.pid, signal.SIGINT)
         rest, _ = process.communicate(timeout=120)
         assert process.returncode == 0, printed + rest

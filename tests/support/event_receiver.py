@@ -9,9 +9,10 @@ back: connections refused in between.
 from __future__ import annotations
 
 import asyncio
+import threading
 from dataclasses import dataclass
 from types import TracebackType
-from typing import Self
+from typing import Any, Self
 
 from aiohttp import web
 
@@ -97,3 +98,21 @@ class EventReceiver:
             self.posts.append(Received(headers, body, self.status))
             self._arrived.notify_all()
         return web.Response(status=self.status)
+
+
+class LoopThread:
+    """An event loop on a thread of its own, for the receiver in tests that are not async."""
+
+    def __init__(self) -> None:
+        self.loop = asyncio.new_event_loop()
+        self._thread = threading.Thread(target=self.loop.run_forever, daemon=True)
+        self._thread.start()
+
+    def run(self, coroutine: Any, timeout_s: float = 60) -> Any:
+        """Run `coroutine` on the loop and wait for its result."""
+        return asyncio.run_coroutine_threadsafe(coroutine, self.loop).result(timeout_s)
+
+    def close(self) -> None:
+        self.loop.call_soon_threadsafe(self.loop.stop)
+        self._thread.join(5)
+        self.loop.close()

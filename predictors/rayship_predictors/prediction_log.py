@@ -53,6 +53,11 @@ BATCH_WAIT_SECONDS = 1.0
 sends full batches (one S3 object, not one per request), short enough that logs lag little."""
 
 
+FILL_POLL_SECONDS = 0.05
+"""How often a filling batch looks whether it can be completed: a poll, not a wait per record,
+so a busy queue costs the event loop twenty checks a second."""
+
+
 @dataclass(frozen=True)
 class Backoff:
     """Delays between tries of a sink that is down: doubling from `first_seconds`, capped at
@@ -179,9 +184,16 @@ class PredictionLogger:
                     self._queue.task_done()
 
     async def _fill(self, batch: list[PredictionRecord]) -> None:
-        """Add to a batch what comes within the batch wait, up to the batch size."""
-        if self._queue.qsize() < self._batch_size - len(batch):
-            await asyncio.sleep(self._batch_wait)
+        """Add to a batch what comes within the batch wait, up to the batch size: the wait
+        ends as soon as the batch can be filled, so a busy replica never waits with its queue
+        filling up (and dropping) behind a batch that is already full."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + self._batch_wait
+        while self._queue.qsize() < self._batch_size - len(batch):
+            left = deadline - loop.time()
+            if left <= 0:
+                break
+            await asyncio.sleep(min(left, FILL_POLL_SECONDS))
         while len(batch) < self._batch_size and not self._queue.empty():
             batch.append(self._queue.get_nowait())
 

@@ -51,7 +51,10 @@ EVENT_TYPES: dict[Kind, str] = {
 }
 COMPONENT = "predictor"
 POST_TIMEOUT_SECONDS = 10.0
-"""How long one POST may take, connecting included, before it counts as the sink being down."""
+"""How long connecting, or waiting for an answer, may take before the sink counts as down."""
+
+CONNECTIONS = 8
+"""Connections a batch's POSTs share (the events of a batch are sent concurrently)."""
 
 _RETRIED_STATUSES = frozenset({408, 429})
 
@@ -109,10 +112,16 @@ class CloudEventsSink:
     async def send(self, batch: Sequence[PredictionRecord]) -> Delivery:
         """Post every record's events; what could not be posted is to be retried."""
         problems: list[str] = []
-        timeout = aiohttp.ClientTimeout(total=POST_TIMEOUT_SECONDS)
+        # Per socket step, not in total: a POST waiting for one of the batch's connections is
+        # not a sink that is down.
+        timeout = aiohttp.ClientTimeout(
+            total=None, sock_connect=POST_TIMEOUT_SECONDS, sock_read=POST_TIMEOUT_SECONDS
+        )
         # A session per batch: nothing is left open between batches, so a sink that is
-        # replaced or stopped needs no closing.
-        async with aiohttp.ClientSession(timeout=timeout) as session:
+        # replaced or stopped needs no closing. Within the batch a few kept-alive connections
+        # carry every POST: a connection per event cost more than the event.
+        connector = aiohttp.TCPConnector(limit=CONNECTIONS)
+        async with aiohttp.ClientSession(timeout=timeout, connector=connector) as session:
             outcomes = await asyncio.gather(
                 *(self._send_record(session, record, problems) for record in batch)
             )

@@ -463,8 +463,22 @@ FULL: dict[str, Any] = {
         "timeoutSeconds": 60,
         "maxQueued": 8,
     },
+    "logging": {"mode": "request", "sampleRate": 0.5, "url": "https://logs.example/events"},
 }
-"""A valid spec that sets every field of the schema, so that a mutation can reach each."""
+"""A valid spec that sets every field of the schema but one, so that a mutation can reach
+each: spec.logging takes exactly one sink, so `storageUri` is set in FULL_S3_LOGGING."""
+
+FULL_S3_LOGGING: dict[str, Any] = {
+    **FULL,
+    "logging": {"mode": "all", "sampleRate": 1.0, "storageUri": "s3://logs/iris/"},
+}
+"""FULL with the other prediction log sink."""
+
+FULLS = (FULL, FULL_S3_LOGGING)
+
+ONE_OF_SINKS = frozenset({("logging", "url"), ("logging", "storageUri")})
+"""Keys of which a spec holds exactly one: without it, the holder's rule refuses the spec,
+naming the holder."""
 
 
 @dataclass(frozen=True)
@@ -554,10 +568,12 @@ def _out_of_range(schema: Schema) -> list[Any]:
 
 @st.composite
 def mutations(draw: st.DrawFn) -> Mutation:
-    """FULL with one field broken, in one of the ways a person or a tool gets a spec wrong."""
-    site = draw(st.sampled_from(list(sites(spec_schema(), FULL))[1:]))
+    """FULL (or FULL_S3_LOGGING) with one field broken, in one of the ways a person or a tool
+    gets a spec wrong."""
+    base = draw(st.sampled_from(FULLS))
+    site = draw(st.sampled_from(list(sites(spec_schema(), base))[1:]))
     schema, keys, path = site.schema, site.keys, site.path
-    current = _value_at(keys)
+    current = _value_at(base, keys)
     kinds = ["wrong type", "null"]
     if schema["type"] == "object":
         kinds += ["unknown field"] + (["missing required field"] if "required" in schema else [])
@@ -574,18 +590,21 @@ def mutations(draw: st.DrawFn) -> Mutation:
         # The API server drops a null it cannot store (no field here is nullable), leaving the
         # field absent: harmless unless it is required. A list's item cannot be absent.
         holder = _schema_at(keys[:-1])
+        if tuple(keys) in ONE_OF_SINKS:  # the last sink gone: the holder's rule refuses
+            holder_path = path.rpartition(".")[0]
+            return Mutation(kind, placed(base, keys, None), holder_path, keys, refused=True)
         needed = isinstance(keys[-1], int) or keys[-1] in holder.get("required", [])
-        return Mutation(kind, placed(FULL, keys, None), path, keys, refused=needed)
+        return Mutation(kind, placed(base, keys, None), path, keys, refused=needed)
     elif kind == "unknown field":
         name = draw(st.sampled_from(["unexpected", "Replicas", "storage_uri", "x-extra"]))
         # Under x-kubernetes-preserve-unknown-fields (pytorch.initArgs) every key is the user's.
         kept = bool(schema.get("x-kubernetes-preserve-unknown-fields"))
         added = (*keys, name)
-        return Mutation(kind, placed(FULL, added, "?"), f"{path}.{name}", added, refused=not kept)
+        return Mutation(kind, placed(base, added, "?"), f"{path}.{name}", added, refused=not kept)
     elif kind == "missing required field":
         required = draw(st.sampled_from(schema["required"]))
         gone = (*keys, required)
-        return Mutation(kind, placed(FULL, gone, DELETE), f"{path}.{required}", gone)
+        return Mutation(kind, placed(base, gone, DELETE), f"{path}.{required}", gone)
     elif kind == "out of range":
         too_many = [current * (schema["maxItems"] + 1)] if "maxItems" in schema else []
         wrong = draw(st.sampled_from(_out_of_range(schema) + too_many))
@@ -599,11 +618,11 @@ def mutations(draw: st.DrawFn) -> Mutation:
                 lambda text: re2.search(pattern, text) is None
             )
         )
-    return Mutation(kind, placed(FULL, keys, wrong), path, keys)
+    return Mutation(kind, placed(base, keys, wrong), path, keys)
 
 
-def _value_at(keys: tuple[str | int, ...]) -> Any:
-    value: Any = FULL
+def _value_at(spec: dict[str, Any], keys: tuple[str | int, ...]) -> Any:
+    value: Any = spec
     for key in keys:
         value = value[key]
     return value
@@ -619,12 +638,14 @@ def _schema_at(keys: tuple[str | int, ...]) -> Schema:
 def test_full_reaches_every_field_and_is_accepted(
     custom_objects: kubernetes.client.CustomObjectsApi, namespace: str
 ) -> None:
-    """The mutations start from FULL: a field it lacks would never be broken."""
-    reached = {unindexed(site.path) for site in sites(spec_schema(), FULL)}
+    """The mutations start from FULL or FULL_S3_LOGGING: a field both lack would never be
+    broken."""
+    reached = {unindexed(site.path) for full in FULLS for site in sites(spec_schema(), full)}
     assert {unindexed(field) for field in fields_of(spec_schema())} - reached == set()
-    verdict = judge(custom_objects, namespace, FULL, strict=True)
-    assert verdict.stored is not None, verdict.message
-    parse(verdict.stored)
+    for full in FULLS:
+        verdict = judge(custom_objects, namespace, full, strict=True)
+        assert verdict.stored is not None, verdict.message
+        parse(verdict.stored)
 
 
 @settings(FUZZ, max_examples=300)

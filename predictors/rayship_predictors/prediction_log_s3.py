@@ -36,7 +36,7 @@ import numpy as np
 from rayship.errors import InvalidSpec
 from rayship.spec import LogMode, StorageSpec
 from rayship.storage import StorageError, StorageUnavailable
-from rayship.storage.s3 import errors_naming, make_client
+from rayship.storage.s3 import client_for, errors_naming
 from rayship.storage.uris import S3Location, parse_model_uri
 from rayship_predictors.errors import InferenceError
 from rayship_predictors.prediction_log_records import (
@@ -181,6 +181,4 @@ def open_json_lines_sink(storage_uri: str, mode: LogMode, storage: StorageSpec) 
         raise InvalidSpec(
             f"spec.logging.storageUri must be s3://bucket/prefix, got {storage_uri!r}"
         )
-    with errors_naming(storage_uri):  # botocore refuses some settings here (a malformed region)
-        client = make_client(storage, None)
-    return JsonLinesSink(client, location, mode)
+    return JsonLinesSink(client_for(storage_uri, storage), location, mode)

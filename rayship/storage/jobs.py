@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Protocol
 
 from rayship.spec import StorageSpec
-from rayship.storage.s3 import errors_naming, make_client, read_object
+from rayship.storage.s3 import client_for, errors_naming, read_object
 from rayship.storage.uris import parse_model_uri
 
 if TYPE_CHECKING:
@@ -97,6 +97,5 @@ def open_job_store(storage_uri: str, model_name: str, storage: StorageSpec) -> J
     location = parse_model_uri(storage_uri)
     if isinstance(location, Path):
         return FolderJobStore(location / model_name)
-    with errors_naming(storage_uri):  # botocore refuses some settings here (a malformed region)
-        client = make_client(storage, None)
+    client = client_for(storage_uri, storage)
     return S3JobStore(client, location.bucket, f"{location.prefix}{model_name}/")

@@ -168,6 +168,13 @@ def read_object(client: S3Client, bucket: str, key: str, limit: int | None = Non
             body.close()
 
 
+def client_for(uri: str, storage: StorageSpec) -> S3Client:
+    """A client with boto3's credentials chain for what lives at `uri`; botocore refuses some
+    settings only here (a malformed region), and that refusal names `uri` too."""
+    with errors_naming(uri):
+        return make_client(storage, None)
+
+
 @contextmanager
 def errors_naming(uri: str) -> Iterator[None]:
     """Turn boto3's exceptions into `StorageError`s that name `uri`."""

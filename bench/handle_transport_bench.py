@@ -34,7 +34,7 @@ REPO = Path(__file__).resolve().parent.parent
 sys.path[:0] = [str(REPO / "tests")]
 
 from rayship.local import LocalRay, deploy, free_port  # noqa: E402
-from rayship.serveconfig import HttpOptions  # noqa: E402
+from rayship.serveconfig import IngressOptions  # noqa: E402
 from support.models import IDENTITY_PREDICTOR, model_deployment, python_model, route  # noqa: E402
 
 SIZES_MB = (1, 10, 60)
@@ -75,7 +75,7 @@ def measure(extra_env: dict[str, str], model: dict[str, object], rounds: int) ->
     os.environ.update(extra_env)
     try:
         with LocalRay() as dashboard:
-            http = HttpOptions("127.0.0.1", free_port())
+            http = IngressOptions("127.0.0.1", free_port())
             deploy(
                 dashboard,
                 [

@@ -33,7 +33,7 @@ from rayship.local import (
     routing_for,
 )
 from rayship.manifest import load_file
-from rayship.serveconfig import HttpOptions, ModelRouting
+from rayship.serveconfig import IngressOptions, ModelRouting
 from rayship.storage import ModelStore
 
 
@@ -131,7 +131,7 @@ def serve_locally(args: argparse.Namespace) -> int:
     ]
     signals = StopSignals()
     signals.install()
-    http = HttpOptions(args.host, args.port)
+    http = IngressOptions(args.host, args.port)
     try:
         local_ray = LocalRay(
             dashboard_port=args.dashboard_port, metrics_port=args.metrics_port, hurry=signals.hurry
@@ -153,7 +153,7 @@ def serve_locally(args: argparse.Namespace) -> int:
 
 def serve_until_stopped(
     dashboard: ServeDashboard,
-    http: HttpOptions,
+    http: IngressOptions,
     store: ModelStore,
     routings: list[ModelRouting],
     *,

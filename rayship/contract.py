@@ -44,6 +44,8 @@ VERSION_DEPLOYMENT = "ModelVersion"
 SERVER_DEPLOYMENT = "ServerInfo"
 VERSION_BUILDER = f"{PREDICTORS_MODULE}:version_app"
 SERVER_BUILDER = f"{PREDICTORS_MODULE}:server_app"
+GRPC_SERVICER = "rayship_predictors.grpc_service.add_inference_service"
+"""The function that registers the V2 gRPC service on Serve's gRPC servers (`grpc_options`)."""
 
 MODELS_PATH = "/models/"
 VERSIONS_PATH = "/versions/"

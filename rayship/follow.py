@@ -26,7 +26,7 @@ from rayship.dashboard import ServeDashboard
 from rayship.errors import InvalidSpec, RayshipError
 from rayship.manifest import ModelDeployment
 from rayship.rollout import Observed, RolloutState, Warm, plan, resolution_problem
-from rayship.serveconfig import HttpOptions, ModelRouting, compose
+from rayship.serveconfig import IngressOptions, ModelRouting, compose
 from rayship.status import AppState, app_states
 from rayship.storage import LATEST, ModelStore, ResolvedVersion, StorageError
 
@@ -80,7 +80,7 @@ class Follower:
     def __init__(
         self,
         dashboard: ServeDashboard,
-        http: HttpOptions,
+        http: IngressOptions,
         store: ModelStore,
         routings: list[ModelRouting],
         say: Callable[[str], None],

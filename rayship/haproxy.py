@@ -23,20 +23,26 @@ import io
 import json
 import logging
 import os
+import re
 import socket
 import sys
 import threading
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+from rayship.contract import SERVER_APP
 from rayship.processes import mentioning, process_table
 
 logger = logging.getLogger(__name__)
 
 MARKER = "# rayship: ingress limits"
 FRONTEND = "frontend http_frontend"
+GRPC_FRONTEND = "frontend grpc_frontend"
+GRPC_INFER_PATH = "/inference.GRPCInferenceService/ModelInfer"
+# Serve's routing of a gRPC call by its `application` metadata, one ACL per backend.
+_APPLICATION_ACL = re.compile(r"^\s*acl is_(\S+) req\.hdr\(application\) -m str (\S+)$")
 NOT_FOUND_PAGE = "http-request return status 404 "
 
 # HAProxy's own answers, as V2 error bodies. 502/503/504 mean no replica could answer (Serve
@@ -110,9 +116,74 @@ def harden(config: str, limits: IngressLimits, pages: Path) -> str:
             lines.append(original)
         if stripped == "defaults":
             lines += _defaults(limits, pages)
-        elif stripped.startswith("bind ") and section == FRONTEND:
+        elif stripped.startswith("bind ") and section in (FRONTEND, GRPC_FRONTEND):
             lines += _per_client(limits)
-    return "\n".join(lines) + "\n"
+    return "\n".join(route_grpc(lines)) + "\n"
+
+
+def route_grpc(lines: list[str]) -> list[str]:
+    """The gRPC frontend's lines with V2 routing added, through the `application` metadata
+    that Serve routes by and V2 clients never send: a ModelInfer whose message starts with the
+    `model_name` of a model that one version application owns (only then has that application
+    a gRPC backend) is named for it, the way REST's model URL reaches it; any other call that
+    names no application is named for the server application, which routes by the message as
+    `/v2` does. Named rather than sent to a backend, so that Serve's own gRPC proxy, HAProxy's
+    backup while an application has no replica up, routes the call the same way.
+
+    A ModelInferRequest's encoding starts, after gRPC's 5-byte frame header, with field 1
+    (`model_name`): protobuf encoders write fields in field-number order. HAProxy compares those
+    bytes; a message written otherwise, or compressed, takes the server application's way,
+    which is slower by one hop but answers the same.
+    """
+    in_frontend = [section == GRPC_FRONTEND for section in _sections(lines)]
+    acls = [
+        (index, match)
+        for index, line in enumerate(lines)
+        if in_frontend[index] and (match := _APPLICATION_ACL.match(line))
+    ]
+    apps = {match.group(2) for _, match in acls}
+    if SERVER_APP not in apps:
+        return lines
+    rules = [
+        f"    acl rayship_infer path {GRPC_INFER_PATH}",
+        "    acl rayship_named req.hdr(application) -m found",
+        "    http-request wait-for-body time 1s at-least 1k if rayship_infer !rayship_named",
+    ]
+    for index, app in enumerate(sorted(apps)):
+        model, _, version = app.partition("@")
+        if not version:
+            continue
+        prefix = model_prefix(model)
+        rules += [
+            f"    acl rayship_model_{index} req.body,bytes(5,{len(prefix)}) -m bin {prefix.hex()}",
+            f"    http-request set-header application {app} "
+            f"if rayship_infer !rayship_named rayship_model_{index}",
+        ]
+    rules.append(f"    http-request set-header application {SERVER_APP} if !rayship_named")
+    first = acls[0][0]
+    return [*lines[:first], *rules, *lines[first:]]
+
+
+def _sections(lines: list[str]) -> Iterator[str]:
+    """The section (`frontend grpc_frontend`, `defaults`, ...) of each line."""
+    section = ""
+    for line in lines:
+        if line and not line[0].isspace():
+            section = line.strip()
+        yield section
+
+
+def model_prefix(model: str) -> bytes:
+    """How a ModelInferRequest naming `model` starts: field 1's tag, its length, the name."""
+    name = model.encode()
+    length = bytearray()
+    size = len(name)
+    while True:
+        byte, size = size & 0x7F, size >> 7
+        length.append(byte | (0x80 if size else 0))
+        if not size:
+            break
+    return b"\x0a" + bytes(length) + name
 
 
 def _defaults(limits: IngressLimits, pages: Path) -> list[str]:

@@ -40,7 +40,7 @@ from rayship.processes import (
     process_table,
 )
 from rayship.serveconfig import (
-    HttpOptions,
+    IngressOptions,
     LiveVersion,
     ModelRouting,
     app_names,
@@ -227,7 +227,7 @@ def wait_running(
 def deploy(
     dashboard: ServeDashboard,
     routings: list[ModelRouting],
-    http: HttpOptions,
+    http: IngressOptions,
     timeout_s: float,
     stop: threading.Event | None = None,
 ) -> None:
@@ -254,7 +254,7 @@ def routes_of(config: dict[str, Any]) -> dict[str, str]:
 
 
 def wait_routed(
-    http: HttpOptions,
+    http: IngressOptions,
     routes: dict[str, str],
     timeout_s: float,
     stop: threading.Event | None = None,

@@ -37,6 +37,7 @@ from typing import Any
 
 from rayship.auth import token_hashes
 from rayship.contract import (
+    GRPC_SERVICER,
     SERVER_APP,
     SERVER_BUILDER,
     SERVER_DEPLOYMENT,
@@ -103,11 +104,13 @@ class ModelRouting:
 
 
 @dataclass(frozen=True)
-class HttpOptions:
-    """Where Serve's proxy listens."""
+class IngressOptions:
+    """Where Serve's ingress listens: `port` for V2 REST, `grpc_port` for the V2 gRPC service
+    (8001, Triton's, by default), both on `host`."""
 
     host: str = "0.0.0.0"
     port: int = 8000
+    grpc_port: int = 8001
 
 
 def memory_bytes(quantity: str) -> int:
@@ -291,12 +294,12 @@ def _model_apps(routing: ModelRouting) -> KeptModel:
 
 def compose(
     models: list[ModelRouting],
-    http: HttpOptions | None = None,
+    http: IngressOptions | None = None,
     kept: Iterable[KeptModel] = (),
 ) -> dict[str, Any]:
     """The complete Serve config for a cluster serving `models` and `kept` (which must not
     share a model name with `models`), with its own hash inside."""
-    http = http or HttpOptions()
+    http = http or IngressOptions()
     every = [*(_model_apps(routing) for routing in models), *kept]
     ordered = sorted(every, key=lambda model: model.model_name)
     tables = ServerUserConfig(
@@ -305,6 +308,7 @@ def compose(
     versions = [app for model in ordered for app in model.apps]
     unhashed = {
         "http_options": {"host": http.host, "port": http.port},
+        "grpc_options": {"port": http.grpc_port, "grpc_servicer_functions": [GRPC_SERVICER]},
         "applications": [_server_app(tables), *versions],
     }
     hashed = dataclasses.replace(tables, config_hash=config_hash(unhashed))

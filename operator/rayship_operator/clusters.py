@@ -31,7 +31,7 @@ from rayship.contract import (
 from rayship.dashboard import ServeDashboard
 from rayship.ingress import route_table
 from rayship.serveconfig import (
-    HttpOptions,
+    IngressOptions,
     KeptModel,
     ModelRouting,
     app_names,
@@ -61,7 +61,7 @@ class ClusterRef:
 
     dashboard: str
     serve_url: str
-    http: HttpOptions
+    http: IngressOptions
 
 
 def cluster_for(
@@ -75,7 +75,7 @@ def cluster_for(
         dashboard = f"http://{host}:{settings.dashboard_port}"
         serve_url = f"http://{host}:{settings.serve_port}"
     port = urlsplit(serve_url).port or settings.serve_port
-    return ClusterRef(dashboard, serve_url, HttpOptions(settings.serve_http_host, port))
+    return ClusterRef(dashboard, serve_url, IngressOptions(settings.serve_http_host, port))
 
 
 def _deployed_server_config(applications: dict[str, Any]) -> ServerUserConfig:

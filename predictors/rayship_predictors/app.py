@@ -29,6 +29,7 @@ from starlette.responses import Response
 from ray import serve
 from rayship.contract import (
     SERVER_DEPLOYMENT,
+    SERVER_ROUTE,
     VERSION_DEPLOYMENT,
     ServerUserConfig,
     VersionArgs,
@@ -45,6 +46,7 @@ from rayship_predictors.auth import OPEN_PATHS, check_bearer
 from rayship_predictors.dataplane import Call, Outcome, Reply, VersionDataPlane
 from rayship_predictors.errors import InferenceError, NotFound
 from rayship_predictors.fetching import fetch_patiently
+from rayship_predictors.grpc_service import InferenceService
 from rayship_predictors.http import PayloadTooLarge, RouteTable, find_handler, serve_http
 from rayship_predictors.jobs import AsyncJobs
 from rayship_predictors.observing import InferenceObserver, current_trace
@@ -112,8 +114,13 @@ class Batched:
     ended_ns: int
 
 
-class ModelVersion:
-    """One version of a model: fetched from storage and loaded once per replica."""
+class ModelVersion(InferenceService):
+    """One version of a model: fetched from storage and loaded once per replica.
+
+    Its gRPC methods (`InferenceService`) see paths as its HTTP entry does: the whole URL path.
+    """
+
+    grpc_path_root = SERVER_ROUTE
 
     def __init__(self, args: VersionArgs) -> None:
         model_name, version = args.model_name, args.version
@@ -232,7 +239,7 @@ class ModelVersion:
     async def _infer_now(self, call: Call) -> Reply:
         trace = current_trace()
         with trace.span("decode"):
-            request = self.plane.decode(call.body, call.header_length)
+            request = self.plane.decode_call(call)
         if self._run_batched is None:
             started = time.time_ns()
             try:
@@ -248,7 +255,7 @@ class ModelVersion:
                 raise batched.outcome
             outputs = batched.outcome
         with trace.span("encode"):
-            return self.plane.encode(request, outputs)
+            return self.plane.encode_call(call, request, outputs)
 
     def _computed(self, trace: RequestTrace, started_ns: int, ended_ns: int) -> None:
         """One runtime call of one request took from `started_ns` to `ended_ns`."""
@@ -268,11 +275,12 @@ class ModelVersion:
         return [Batched(outcome, started, ended) for outcome in outcomes]
 
 
-class ServerInfo:
+class ServerInfo(InferenceService):
     """`/v2`: server metadata and health, split traffic, and the V2 404 for unknown models.
 
     Serve routes a model URL here only when no version application owns it: the model's traffic
-    is split (a canary), no version serves yet, or the model is unknown.
+    is split (a canary), no version serves yet, or the model is unknown. Every V2 gRPC call
+    that names no Serve application comes here too (`rayship.haproxy`), with paths below `/v2`.
     """
 
     def __init__(self) -> None:

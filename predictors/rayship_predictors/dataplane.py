@@ -32,7 +32,7 @@ from rayship_predictors.runtimes.base import (
     Runtime,
     TensorSpec,
 )
-from rayship_predictors.v2 import codec
+from rayship_predictors.v2 import codec, grpc_codec
 
 logger = logging.getLogger(__name__)
 
@@ -61,7 +61,8 @@ class Call:
     decides as the one owning the model URL would. So do the W3C trace context headers
     (`traceparent`, `tracestate`), making the version that answers a child of the caller's
     trace however many hops it took, and `X-Request-Id`, which names the call in its
-    prediction log records.
+    prediction log records. `grpc` says the body is a serialized ModelInferRequest of the V2
+    gRPC service rather than a REST body; its answer is then a serialized ModelInferResponse.
     """
 
     method: str
@@ -73,6 +74,7 @@ class Call:
     traceparent: str | None = None
     tracestate: str | None = None
     request_id: str | None = None
+    grpc: bool = False
 
 
 @dataclass(frozen=True)
@@ -242,7 +244,16 @@ class VersionDataPlane:
     def decode(self, body: bytes, header_length: int | None) -> codec.InferRequest:
         """A decoded request, checked against the model's inputs, outputs and parameters, with
         defaults for the optional inputs and declared parameters it left out."""
-        request = codec.decode_request(body, header_length)
+        return self._checked(codec.decode_request(body, header_length))
+
+    def decode_call(self, call: Call) -> codec.InferRequest:
+        """`decode` for a call over either transport."""
+        if call.grpc:
+            return self._checked(grpc_codec.decode_infer_request(call.body))
+        return self.decode(call.body, call.header_length)
+
+    def _checked(self, request: codec.InferRequest) -> codec.InferRequest:
+        """`request` checked against the model, with its defaults filled in."""
         inputs = check_inputs(self.model_name, self.runtime.inputs, request)
         for output in request.outputs or ():
             if output.name not in self._output_names:
@@ -318,6 +329,15 @@ class VersionDataPlane:
             request.binary_output,
         )
         return Reply(200, body, header_length)
+
+    def encode_call(
+        self, call: Call, request: codec.InferRequest, outputs: Mapping[str, np.ndarray]
+    ) -> Reply:
+        """`encode` for a call over either transport."""
+        if call.grpc:
+            body = grpc_codec.encode_infer_response(self.model_name, self.version, request, outputs)
+            return Reply(200, body)
+        return self.encode(request, outputs)
 
     async def infer(self, body: bytes, header_length: int | None) -> Reply:
         """One request end to end, without batching."""

@@ -25,7 +25,7 @@ import pytest
 from rayship.contract import version_app_name
 from rayship.dashboard import ServeDashboard
 from rayship.local import LocalRay, deploy, free_port
-from rayship.serveconfig import HttpOptions, ModelRouting
+from rayship.serveconfig import IngressOptions, ModelRouting
 
 
 @dataclass
@@ -33,7 +33,7 @@ class ServeCluster:
     """The session's Ray: its dashboard and the V2 endpoint's base URL."""
 
     dashboard: ServeDashboard
-    http: HttpOptions
+    http: IngressOptions
     metrics_url: str
 
     @property
@@ -45,6 +45,11 @@ class ServeCluster:
     def address(self) -> str:
         """host:port, the form tritonclient takes."""
         return f"{self.http.host}:{self.http.port}"
+
+    @property
+    def grpc_address(self) -> str:
+        """host:port of the V2 gRPC service, the form tritonclient.grpc takes."""
+        return f"{self.http.host}:{self.http.grpc_port}"
 
     def deploy(self, routings: list[ModelRouting], timeout_s: float = 180) -> None:
         """Serve exactly `routings` and wait until they run."""
@@ -88,7 +93,7 @@ def local_serve_cluster() -> Iterator[ServeCluster]:
                 from ray._private import worker  # the only way to a session's folder
 
                 session = Path(worker._global_node.get_session_dir_path())
-                http = HttpOptions("127.0.0.1", free_port())
+                http = IngressOptions("127.0.0.1", free_port(), free_port())
                 yield ServeCluster(dashboard, http, local_ray.metrics_url)
     finally:
         if session is not None:

@@ -14,7 +14,7 @@ from typing import Any
 from ray.serve.schema import ServeApplicationSchema
 
 from rayship.contract import ServerUserConfig, deployment_user_config
-from rayship.serveconfig import HttpOptions, compose
+from rayship.serveconfig import IngressOptions, compose
 from rayship_operator.clusters import ClusterRef, ClusterWriter, builds_restarted, kept_models
 from rayship_operator.metrics import OperatorMetrics
 from unit.test_serveconfig import routing
@@ -116,7 +116,7 @@ def test_a_build_whose_code_changes_anyway_is_not_held_for() -> None:
 
 
 def test_a_config_is_held_back_for_the_grace_period_at_most() -> None:
-    ref = ClusterRef("http://dash", "http://serve", HttpOptions())
+    ref = ClusterRef("http://dash", "http://serve", IngressOptions())
     writer = ClusterWriter(ref, 0.2, OperatorMetrics())
     assert not writer._defer([])
     assert writer._defer(["wine@3"])

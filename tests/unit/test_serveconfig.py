@@ -12,7 +12,7 @@ from rayship import manifest
 from rayship.contract import ServerUserConfig
 from rayship.errors import InvalidSpec
 from rayship.serveconfig import (
-    HttpOptions,
+    IngressOptions,
     LiveVersion,
     ModelRouting,
     app_names,
@@ -156,7 +156,7 @@ def test_fixed_replicas_without_autoscaling() -> None:
 def test_server_app_knows_every_model_and_http_options_apply() -> None:
     config = compose(
         [routing("b", ["1"], [("1", 100)]), routing("a", ["1"], [("1", 100)])],
-        HttpOptions("127.0.0.1", 8123),
+        IngressOptions("127.0.0.1", 8123),
     )
     assert config["http_options"] == {"host": "127.0.0.1", "port": 8123}
     server = apps(config)["rayship"]["deployments"][0]

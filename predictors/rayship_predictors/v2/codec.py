@@ -1,5 +1,9 @@
 """The V2 (Open Inference Protocol) REST wire codec, with Triton's binary tensor data extension.
 
+Its tensor checks (datatype, shape, binary data, numeric ranges, output selection) are public:
+`rayship_predictors.v2.grpc_codec` decodes gRPC messages with the same ones, so both transports
+refuse the same tensors with the same words.
+
 Pure functions between HTTP bodies and numpy arrays, with no I/O and no Ray, so the transport
 stays a thin layer and every wire rule is unit-tested here. Anything a client can get wrong
 becomes `BadRequest` naming the offending tensor: no numpy or orjson exception escapes a decode.
@@ -175,12 +179,12 @@ def encode_response(  # noqa: PLR0917 - the data plane calls it positionally, as
     """
     descriptors: list[dict[str, Any]] = []
     chunks: list[bytes | memoryview] = []
-    for name, value, binary in _selection(outputs, requested, binary_output):
-        array = _output_array(name, value)
-        datatype = _output_datatype(name, array)
+    for name, value, binary in selected_outputs(outputs, requested, binary_output):
+        array = output_array(name, value)
+        datatype = output_datatype(name, array)
         descriptor: dict[str, Any] = {"name": name, "datatype": datatype, "shape": array.shape}
         if binary:
-            chunk = _binary_chunk(name, datatype, array)
+            chunk = binary_chunk(name, datatype, array)
             descriptor["parameters"] = {"binary_data_size": len(chunk)}
             chunks.append(chunk)
         else:
@@ -361,11 +365,8 @@ def _decode_input(
     datatype = spec.get("datatype")
     if not isinstance(datatype, str):
         raise BadRequest(f"{where}: 'datatype' must be a string")
-    if datatype not in V2_TO_NUMPY:
-        raise BadRequest(
-            f"{where}: unknown datatype '{datatype}'; expected one of {', '.join(V2_TO_NUMPY)}"
-        )
-    shape = _shape(spec.get("shape"), where, datatype)
+    known_datatype(where, datatype)
+    shape = declared_shape(spec.get("shape"), where, datatype)
     size = parameters.get(_BINARY_SIZE)
     if size is None:
         if "data" not in spec:
@@ -375,10 +376,20 @@ def _decode_input(
         raise BadRequest(f"{where}: has both 'data' and parameters.binary_data_size")
     if type(size) is not int or size < 0:
         raise BadRequest(f"{where}: binary_data_size must be a non-negative integer")
-    return datatype, _from_binary(where, datatype, shape, binary.take(where, size))
+    return datatype, array_from_binary(
+        where, datatype, shape, binary.take(where, size), "binary_data_size"
+    )
 
 
-def _shape(value: Any, where: str, datatype: str) -> tuple[int, ...]:
+def known_datatype(where: str, datatype: str) -> None:
+    """Refuse a datatype the V2 protocol does not name."""
+    if datatype not in V2_TO_NUMPY:
+        raise BadRequest(
+            f"{where}: unknown datatype '{datatype}'; expected one of {', '.join(V2_TO_NUMPY)}"
+        )
+
+
+def declared_shape(value: Any, where: str, datatype: str) -> tuple[int, ...]:
     """The declared shape, refused unless numpy can hold a `datatype` array of it.
 
     Checked before any data is read, with numpy's own rules (see the module docstring), so
@@ -406,7 +417,7 @@ def _show(shape: list[int] | tuple[int, ...]) -> str:
     return "[" + ",".join(map(str, shape)) + "]"
 
 
-def _check_count(where: str, shape: tuple[int, ...], got: int) -> None:
+def check_count(where: str, shape: tuple[int, ...], got: int) -> None:
     needed = math.prod(shape)
     if got != needed:
         raise BadRequest(f"{where}: shape {_show(shape)} needs {needed} elements, got {got}")
@@ -418,14 +429,14 @@ def _from_json(where: str, datatype: str, shape: tuple[int, ...], data: Any) -> 
         raise BadRequest(f"{where}: 'data' must be a list, got {_json_type(data)}")
     if datatype == "BYTES":
         items = _utf8_items(where, data)
-        _check_count(where, shape, len(items))
+        check_count(where, shape, len(items))
         return np.array(items, dtype=np.object_).reshape(shape)
-    array = _numeric_array(where, datatype, data)
-    _check_count(where, shape, array.size)
+    array = numeric_array(where, datatype, data)
+    check_count(where, shape, array.size)
     return array.reshape(shape)
 
 
-def _numeric_array(where: str, datatype: str, data: list[Any]) -> np.ndarray:
+def numeric_array(where: str, datatype: str, data: list[Any]) -> np.ndarray:
     """Convert JSON numbers with one vectorized call, rejecting what numpy would coerce."""
     try:
         parsed = np.asarray(data)
@@ -485,18 +496,21 @@ def _utf8_items(where: str, data: list[Any]) -> list[bytes]:
     return items
 
 
-def _from_binary(where: str, datatype: str, shape: tuple[int, ...], data: memoryview) -> np.ndarray:
-    """An input's slice of the binary part as an array: a zero-copy view unless BYTES."""
+def array_from_binary(
+    where: str, datatype: str, shape: tuple[int, ...], data: memoryview, size_name: str
+) -> np.ndarray:
+    """An input's binary data (its slice of the binary part, or its gRPC raw contents, whose
+    size the client calls `size_name`) as an array: a zero-copy view unless BYTES."""
     if datatype == "BYTES":
         items = _split_length_prefixed(where, data)
-        _check_count(where, shape, len(items))
+        check_count(where, shape, len(items))
         return np.array(items, dtype=np.object_).reshape(shape)
     dtype = _WIRE_DTYPES[datatype]
     count = math.prod(shape)
     if len(data) != count * dtype.itemsize:
         raise BadRequest(
             f"{where}: shape {_show(shape)} of {datatype} needs {count * dtype.itemsize} bytes "
-            f"of binary data, binary_data_size is {len(data)}"
+            f"of binary data, {size_name} is {len(data)}"
         )
     if datatype == "BOOL":
         raw = np.frombuffer(data, dtype=np.uint8)
@@ -529,7 +543,7 @@ def _split_length_prefixed(where: str, data: memoryview) -> list[bytes]:
 # --- response -------------------------------------------------------------------------------
 
 
-def _selection(
+def selected_outputs(
     outputs: Mapping[str, np.ndarray],
     requested: tuple[RequestedOutput, ...] | None,
     binary_output: bool,
@@ -549,7 +563,7 @@ def _selection(
     return selection
 
 
-def _output_array(name: str, value: object) -> np.ndarray:
+def output_array(name: str, value: object) -> np.ndarray:
     """The output as a plain ndarray: numpy scalars and ndarray subclasses are accepted.
 
     Anything else is the model's fault. Subclasses (masked arrays, matrices) become their
@@ -560,7 +574,7 @@ def _output_array(name: str, value: object) -> np.ndarray:
     return np.asarray(value)
 
 
-def _output_datatype(name: str, array: np.ndarray) -> str:
+def output_datatype(name: str, array: np.ndarray) -> str:
     """The output's V2 datatype; an unencodable dtype is the model's fault, not the client's."""
     try:
         return v2_datatype_of(array)
@@ -618,7 +632,7 @@ def _texts(name: str, array: np.ndarray) -> list[str]:
     return texts
 
 
-def _binary_chunk(name: str, datatype: str, array: np.ndarray) -> bytes | memoryview:
+def binary_chunk(name: str, datatype: str, array: np.ndarray) -> bytes | memoryview:
     """An output's binary data, whose len() is its size in bytes.
 
     Numeric outputs are a byte view of the C-contiguous little-endian array, so the only copy

@@ -82,6 +82,7 @@ class InferenceObserver:
                     request_header_length=call.header_length,
                     response=reply.body,
                     response_header_length=reply.header_length,
+                    grpc=call.grpc,
                 )
             )
         return reply

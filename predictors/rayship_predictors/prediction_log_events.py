@@ -16,7 +16,9 @@ through the CloudEvents Go SDK):
   to `default` or `canary`; a replica does not know which share of the traffic it takes, so it
   names its version, which is what tells a canary apart here;
 - `Content-Type`: `application/json` for a JSON body; a body with binary tensor data goes as
-  `application/octet-stream` with its `Inference-Header-Content-Length`, so it can be read.
+  `application/octet-stream` with its `Inference-Header-Content-Length`, so it can be read;
+  a call through the V2 gRPC service sends its ModelInferRequest and ModelInferResponse as
+  they crossed the wire, serialized protobuf, as `application/x-protobuf`.
 
 As KServe does, a response is sent only when it succeeded (status 200); error answers are not
 payloads. KServe's `ce-metadata` (request headers a user chose to copy) has no counterpart.
@@ -50,6 +52,7 @@ EVENT_TYPES: dict[Kind, str] = {
     "response": "org.kubeflow.serving.inference.response",
 }
 COMPONENT = "predictor"
+PROTOBUF = "application/x-protobuf"
 POST_TIMEOUT_SECONDS = 10.0
 """How long connecting, or waiting for an answer, may take before the sink counts as down."""
 
@@ -92,7 +95,9 @@ def cloud_events(record: PredictionRecord, mode: LogMode, namespace: str) -> lis
             "ce-component": COMPONENT,
             "ce-endpoint": record.version,
         }
-        if header_length is None:
+        if record.is_protobuf(kind):
+            headers["Content-Type"] = PROTOBUF
+        elif header_length is None:
             headers["Content-Type"] = "application/json"
         else:
             headers["Content-Type"] = "application/octet-stream"

@@ -31,7 +31,9 @@ class PredictionRecord:
 
     `timestamp` is when the request arrived (a UTC datetime); `latency_seconds` how long it
     took to answer. A header length is None for a plain JSON body, else the length of the
-    JSON part before the binary tensor data.
+    JSON part before the binary tensor data. `grpc` says the call came through the V2 gRPC
+    service: its bodies are then the serialized ModelInferRequest and, when answered,
+    ModelInferResponse (a failure's response is its V2 JSON error body, as over REST).
     """
 
     model: str
@@ -44,12 +46,17 @@ class PredictionRecord:
     request_header_length: int | None
     response: bytes
     response_header_length: int | None
+    grpc: bool = False
 
     def payload(self, kind: Kind) -> tuple[bytes, int | None]:
         """The request's or the response's body, and its header length."""
         if kind == "request":
             return self.request, self.request_header_length
         return self.response, self.response_header_length
+
+    def is_protobuf(self, kind: Kind) -> bool:
+        """Whether the request's or the response's body is a gRPC message (not V2 JSON)."""
+        return self.grpc and (kind == "request" or self.status == 200)
 
     @property
     def answered_at(self) -> datetime:

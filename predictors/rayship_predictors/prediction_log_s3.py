@@ -15,7 +15,9 @@ Binary tensor data is written as the V2 JSON form: each tensor's `data` list (BY
 as text, invalid UTF-8 escaped with backslashes), its `binary_data_size` parameter gone. Lines
 are strict JSON: a non-finite float is written as null. A body that is not V2 (a malformed
 request the replica refused with 400) is kept as `request_base64` or `response_base64`
-instead, with the document null.
+instead, with the document null. A call through the V2 gRPC service is written in the same
+JSON form: its ModelInferRequest as a V2 request (`id`, `parameters`, `inputs` with `data`,
+`outputs` naming those it asked for), its ModelInferResponse as a V2 response.
 
 The conversion and the upload both run in a thread: boto3 blocks, and turning large tensors
 into JSON takes time that must not be the event loop's.
@@ -32,6 +34,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
+from google.protobuf.message import DecodeError
 
 from rayship.errors import InvalidSpec
 from rayship.spec import LogMode, StorageSpec
@@ -48,6 +51,7 @@ from rayship_predictors.prediction_log_records import (
     rfc3339,
 )
 from rayship_predictors.v2.codec import decode_request, encode_json
+from rayship_predictors.v2.grpc_codec import decode_infer_request, decode_infer_response
 
 if TYPE_CHECKING:
     from mypy_boto3_s3 import S3Client
@@ -99,7 +103,7 @@ def _text(item: object) -> str:
     return str(item)
 
 
-_NOT_V2 = (ValueError, RecursionError, InferenceError)
+_NOT_V2 = (ValueError, RecursionError, InferenceError, DecodeError)
 
 
 def json_line(record: PredictionRecord, mode: LogMode) -> bytes:
@@ -123,8 +127,8 @@ def _line(record: PredictionRecord, mode: LogMode, *, as_v2: bool) -> dict[str, 
         "response": None,
     }
     for kind in KINDS_OF_MODE[mode]:
-        body, header_length = record.payload(kind)
-        document = _readable(body, header_length, kind) if as_v2 else None
+        body, _ = record.payload(kind)
+        document = _readable(record, kind) if as_v2 else None
         if document is None:
             line[f"{kind}_base64"] = base64.b64encode(body).decode()
         else:
@@ -132,12 +136,49 @@ def _line(record: PredictionRecord, mode: LogMode, *, as_v2: bool) -> dict[str, 
     return line
 
 
-def _readable(body: bytes, header_length: int | None, kind: Kind) -> dict[str, Any] | None:
-    """The V2 JSON form of a body, or None for a body that is not V2."""
+def _readable(record: PredictionRecord, kind: Kind) -> dict[str, Any] | None:
+    """The V2 JSON form of a record's body, or None for a body that is not V2."""
+    body, header_length = record.payload(kind)
     try:
+        if record.is_protobuf(kind):
+            return grpc_document(body, kind)
         return v2_document(body, header_length, TENSORS[kind])
     except _NOT_V2:
         return None
+
+
+def grpc_document(body: bytes, kind: Kind) -> dict[str, Any]:
+    """A serialized ModelInferRequest or ModelInferResponse as the V2 JSON document a REST
+    body of the same call is written as."""
+    if kind == "response":
+        response, arrays = decode_infer_response(body)
+        head = {"model_name": response.model_name, "model_version": response.model_version}
+        datatypes = {tensor.name: tensor.datatype for tensor in response.outputs}
+        return {
+            **head,
+            **({"id": response.id} if response.id else {}),
+            "outputs": [_grpc_tensor(name, datatypes[name], {}, a) for name, a in arrays.items()],
+        }
+    request = decode_infer_request(body)
+    document: dict[str, Any] = {"id": request.id} if request.id else {}
+    if request.parameters:
+        document["parameters"] = request.parameters
+    document["inputs"] = [
+        _grpc_tensor(
+            name, request.input_datatypes[name], request.input_parameters.get(name, {}), array
+        )
+        for name, array in request.inputs.items()
+    ]
+    if request.outputs:
+        document["outputs"] = [{"name": output.name} for output in request.outputs]
+    return document
+
+
+def _grpc_tensor(
+    name: str, datatype: str, parameters: dict[str, Any], array: np.ndarray
+) -> dict[str, Any]:
+    descriptor = {"name": name, "datatype": datatype, "shape": list(array.shape)}
+    return _with_data({**descriptor, "parameters": parameters}, array)
 
 
 def object_key(prefix: str, first: PredictionRecord) -> str:

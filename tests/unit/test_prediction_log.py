@@ -20,6 +20,7 @@ from urllib.parse import urlsplit
 
 import numpy as np
 import pytest
+from tritonclient.grpc import service_pb2
 
 from rayship.contract import PredictionLogging
 from rayship.spec import LoggingSpec, LogMode, StorageSpec
@@ -28,6 +29,7 @@ from rayship_predictors.prediction_log_events import cloud_events
 from rayship_predictors.prediction_log_s3 import json_line, v2_document
 from rayship_predictors.settings import PredictorSettings
 from rayship_predictors.v2.codec import encode_response
+from rayship_predictors.v2.grpc_codec import decode_infer_request, encode_infer_response
 from support.blackout import Blackout
 from support.event_receiver import EventReceiver, Received
 from support.s3 import REGION, S3Server
@@ -439,6 +441,54 @@ def test_lines_are_strict_json_and_keep_what_is_not_v2() -> None:
         "request_base64": "e25vdCBqc29u",
         "response": {"error": "malformed"},
     }
+
+
+def grpc_record(**fields: Any) -> PredictionRecord:
+    """A call through the V2 gRPC service: protobuf bodies as tritonclient's generated code
+    writes them, and as the replica answers."""
+    request = service_pb2.ModelInferRequest(model_name=MODEL, id="g1")
+    request.parameters["temperature"].double_param = 0.5
+    tensor = request.inputs.add(name="w", datatype="BYTES", shape=[2])
+    tensor.parameters["note"].string_param = "kept"
+    tensor.contents.bytes_contents.extend([b"ok", b"\xff"])
+    request.outputs.add(name="y")
+    body = request.SerializeToString()
+    answer = encode_infer_response(
+        MODEL, VERSION, decode_infer_request(body), {"y": np.array([[1.5, 2.5]], np.float32)}
+    )
+    return record("g1", **{"request": body, "response": answer, "grpc": True, **fields})
+
+
+def test_grpc_calls_are_written_in_the_v2_json_form() -> None:
+    line = json.loads(json_line(grpc_record(), "all"), parse_constant=pytest.fail)
+    assert line["request"] == {
+        "id": "g1",
+        "parameters": {"temperature": 0.5},
+        "inputs": [{"name": "w", "datatype": "BYTES", "shape": [2],
+                    "parameters": {"note": "kept"}, "data": ["ok", "\\xff"]}],
+        "outputs": [{"name": "y"}],
+    }  # fmt: skip
+    assert line["response"] == {
+        "model_name": MODEL,
+        "model_version": VERSION,
+        "id": "g1",
+        "outputs": [{"name": "y", "datatype": "FP32", "shape": [1, 2], "data": [1.5, 2.5]}],
+    }
+
+
+def test_grpc_events_carry_the_protobuf_bodies_as_they_were() -> None:
+    grpc = grpc_record()
+    request, response = cloud_events(grpc, "all", NAMESPACE)
+    assert (request.body, response.body) == (grpc.request, grpc.response)
+    assert request.headers["Content-Type"] == response.headers["Content-Type"]
+    assert request.headers["Content-Type"] == "application/x-protobuf"
+
+
+def test_a_failed_grpc_call_keeps_its_json_error_body() -> None:
+    failed = grpc_record(status=400, response=b'{"error":"input \'w\': bad"}')
+    line = json.loads(json_line(failed, "all"), parse_constant=pytest.fail)
+    assert line["request"]["id"] == "g1"
+    assert line["response"] == {"error": "input 'w': bad"}
 
 
 def read_lines(s3: S3Server, bucket: str, prefix: str) -> tuple[list[str], list[dict[str, Any]]]:

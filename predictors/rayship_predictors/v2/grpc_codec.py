@@ -160,3 +160,18 @@ def encode_infer_response(
         response.outputs.add(name=name, datatype=datatype, shape=array.shape)
         response.raw_output_contents.append(bytes(codec.binary_chunk(name, datatype, array)))
     return response.SerializeToString()
+
+
+def decode_infer_response(body: bytes) -> tuple[pb.ModelInferResponse, dict[str, np.ndarray]]:
+    """A serialized ModelInferResponse with raw output contents (as `encode_infer_response`
+    writes them) and its outputs as arrays: how the prediction log reads one back."""
+    response = pb.ModelInferResponse.FromString(body)
+    arrays: dict[str, np.ndarray] = {}
+    for tensor, raw in zip(response.outputs, response.raw_output_contents, strict=True):
+        where = f"output '{tensor.name}'"
+        codec.known_datatype(where, tensor.datatype)
+        shape = codec.declared_shape(list(tensor.shape), where, tensor.datatype)
+        arrays[tensor.name] = codec.array_from_binary(
+            where, tensor.datatype, shape, memoryview(raw), "its raw_output_contents size"
+        )
+    return response, arrays

@@ -160,7 +160,13 @@ def route_grpc(lines: list[str]) -> list[str]:
             f"if rayship_infer !rayship_named rayship_model_{index}",
         ]
     rules.append(f"    http-request set-header application {SERVER_APP} if !rayship_named")
-    first = acls[0][0]
+    # Before the frontend's first backend rule: HAProxy runs every `http-request` rule first
+    # anyway, and warns about one written after a `use_backend`.
+    first = next(
+        index
+        for index, line in enumerate(lines)
+        if in_frontend[index] and line.strip().startswith(("use_backend ", "default_backend "))
+    )
     return [*lines[:first], *rules, *lines[first:]]
 
 

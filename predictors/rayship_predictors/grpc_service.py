@@ -113,15 +113,15 @@ class InferenceService:
     route_request: Callable[[Call], Awaitable[Reply]]
 
     async def ServerLive(self, body: bytes, grpc_context: GrpcContext) -> RawMessage:
-        reply = await self._route(grpc_context, "GET", "/health/live")
+        reply = await self._route(grpc_context, "GET", self.grpc_path_root + "/health/live")
         return _respond(grpc_context, reply, lambda doc: pb.ServerLiveResponse(live=doc["live"]))
 
     async def ServerReady(self, body: bytes, grpc_context: GrpcContext) -> RawMessage:
-        reply = await self._route(grpc_context, "GET", "/health/ready")
+        reply = await self._route(grpc_context, "GET", self.grpc_path_root + "/health/ready")
         return _respond(grpc_context, reply, lambda doc: pb.ServerReadyResponse(ready=doc["ready"]))
 
     async def ServerMetadata(self, body: bytes, grpc_context: GrpcContext) -> RawMessage:
-        reply = await self._route(grpc_context, "GET", "")
+        reply = await self._route(grpc_context, "GET", self.grpc_path_root)
         return _respond(grpc_context, reply, lambda doc: _parsed(doc, pb.ServerMetadataResponse()))
 
     async def ModelReady(self, body: bytes, grpc_context: GrpcContext) -> RawMessage:
@@ -220,9 +220,14 @@ def _parsed(document: dict[str, Any], message: M) -> M:
 
 
 def _config_response(document: dict[str, Any]) -> pb.ModelConfigResponse:
-    """Triton's model configuration: its version policy names versions as integers, so a
-    version that is not one leaves the policy out."""
+    """Triton's model configuration: its version policy names versions as int64s, so a
+    version that is not one, written as such, leaves the policy out."""
     versions = document.get("version_policy", {}).get("specific", {}).get("versions", [])
-    if not all(str(version).isdigit() for version in versions):
+    if not all(_is_int64(str(version)) for version in versions):
         document = {key: value for key, value in document.items() if key != "version_policy"}
     return pb.ModelConfigResponse(config=_parsed(document, pb.ModelConfig()))
+
+
+def _is_int64(text: str) -> bool:
+    """Whether `text` is a non-negative int64 written plainly (no sign, no other digits)."""
+    return text.isascii() and text.isdigit() and str(int(text)) == text and int(text) < 2**63

@@ -44,6 +44,9 @@ def _parser() -> argparse.ArgumentParser:
     serve.add_argument("files", nargs="+", type=Path, help="ModelDeployment YAML files")
     serve.add_argument("--host", default="127.0.0.1", help="address the V2 endpoint listens on")
     serve.add_argument("--port", type=int, default=8000, help="port of the V2 endpoint")
+    serve.add_argument(
+        "--grpc-port", type=int, default=8001, help="port of the V2 gRPC service (Triton's 8001)"
+    )
     serve.add_argument("--dashboard-port", type=int, default=0, help="Ray dashboard port (0: any)")
     serve.add_argument(
         "--metrics-port", type=int, default=0, help="Prometheus metrics port (0: any)"
@@ -131,7 +134,7 @@ def serve_locally(args: argparse.Namespace) -> int:
     ]
     signals = StopSignals()
     signals.install()
-    http = IngressOptions(args.host, args.port)
+    http = IngressOptions(args.host, args.port, args.grpc_port)
     try:
         local_ray = LocalRay(
             dashboard_port=args.dashboard_port, metrics_port=args.metrics_port, hurry=signals.hurry
@@ -171,6 +174,7 @@ def serve_until_stopped(
             split = ", ".join(f"{v} {p}%" for v, p in routing.traffic)
             url = f"http://{http.host}:{http.port}{model_route(routing.model_name)}"
             say(f"serving {routing.model_name} ({split}) at {url}")
+        say(f"V2 gRPC at {http.host}:{http.grpc_port}")
         say(f"metrics at {metrics_url}")
         say("press Ctrl-C to stop")
         follower = Follower(dashboard, http, store, routings, say)

@@ -195,7 +195,9 @@ def test_sigterm_answers_the_request_in_flight_then_leaves_nothing(
     """The model is pinned to a version, so the server waits for the stop itself."""
     spec = sleeper_yaml(tmp_path, version="1", seconds=3)
     port = free_port()
-    server = rayship("serve", str(spec), "--port", str(port), cwd=tmp_path)
+    server = rayship(
+        "serve", str(spec), "--port", str(port), "--grpc-port", str(free_port()), cwd=tmp_path
+    )
     server_cleanup.append(server)
     printed = read_until(server, "press Ctrl-C to stop")
     assert "serving sleeper (1 100%)" in printed, printed
@@ -232,8 +234,8 @@ def test_sigint_stops_it_though_inherited_ignored(
     """Started as a non-interactive shell starts a background job; the model follows
     `latest`, so the stop comes while the server polls for new versions."""
     spec = sleeper_yaml(tmp_path, version="latest")
-    server = rayship("serve", str(spec), "--port", str(free_port()), cwd=tmp_path,
-                     ignore_sigint=True)  # fmt: skip
+    ports = ("--port", str(free_port()), "--grpc-port", str(free_port()))
+    server = rayship("serve", str(spec), *ports, cwd=tmp_path, ignore_sigint=True)
     server_cleanup.append(server)
     printed = read_until(server, "press Ctrl-C to stop")
     assert "serving sleeper (1 100%)" in printed, printed
@@ -246,7 +248,8 @@ def test_sigterm_while_deploying_stops_without_serving(
 ) -> None:
     """The model takes ten minutes to load: the stop must not wait for it."""
     spec = sleeper_yaml(tmp_path, version="1", load_seconds=600)
-    server = rayship("serve", str(spec), "--port", str(free_port()), cwd=tmp_path)
+    ports = ("--port", str(free_port()), "--grpc-port", str(free_port()))
+    server = rayship("serve", str(spec), *ports, cwd=tmp_path)
     server_cleanup.append(server)
     wait_for_file(tmp_path / "loading", server)
 

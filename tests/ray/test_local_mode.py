@@ -1,4 +1,5 @@
-"""`rayship serve` as a user runs it: the README's first command, its output and its Ctrl-C.
+"""`rayship serve` as a user runs it: the README's first command, its output, its REST and gRPC
+endpoints and its Ctrl-C.
 
 It starts a Ray of its own beside the session's, so it runs as a subprocess that owns it.
 """
@@ -12,8 +13,11 @@ import time
 import urllib.error
 import urllib.request
 from pathlib import Path
+from typing import Any
 
+import numpy as np
 import pytest
+import tritonclient.grpc as triton_grpc
 
 from rayship.local import free_port
 from support.local_mode import rayship
@@ -29,10 +33,10 @@ def test_serve_example_then_stop_with_ctrl_c(example_models: Path, tmp_path: Pat
     yaml_file = tmp_path / "iris-onnx.yaml"
     yaml_file.write_text((REPO / "examples" / "iris-onnx.yaml").read_text())
     (tmp_path / "models").symlink_to(example_models)
-    port, metrics_port = free_port(), free_port()
+    port, grpc_port, metrics_port = free_port(), free_port(), free_port()
     process = rayship(
-        "serve", str(yaml_file), "--port", str(port), "--metrics-port", str(metrics_port),
-        cwd=tmp_path,
+        "serve", str(yaml_file), "--port", str(port), "--grpc-port", str(grpc_port),
+        "--metrics-port", str(metrics_port), cwd=tmp_path,
     )  # fmt: skip
     lines: list[str] = []
     try:
@@ -50,6 +54,7 @@ def test_serve_example_then_stop_with_ctrl_c(example_models: Path, tmp_path: Pat
         assert f"serving iris-onnx (2 100%) at {url}" in printed, printed
         metrics_url = f"http://127.0.0.1:{metrics_port}/metrics"
         assert f"metrics at {metrics_url}" in printed, printed
+        assert f"V2 gRPC at 127.0.0.1:{grpc_port}" in printed, printed
         body = {"inputs": [{"name": "input", "datatype": "FP32", "shape": [1, 4],
                             "data": [5.1, 3.5, 1.4, 0.2]}]}  # fmt: skip
         request = urllib.request.Request(f"{url}/infer", json.dumps(body).encode())
@@ -57,8 +62,14 @@ def test_serve_example_then_stop_with_ctrl_c(example_models: Path, tmp_path: Pat
             answer = json.loads(response.read())
         assert answer["model_version"] == "2"
         assert {output["name"] for output in answer["outputs"]} == {"probabilities", "label"}
+        grpc_client = triton_grpc.InferenceServerClient(f"127.0.0.1:{grpc_port}")
+        flower = triton_grpc.InferInput("input", [1, 4], "FP32")
+        flower.set_data_from_numpy(np.array([[5.1, 3.5, 1.4, 0.2]], dtype=np.float32))
+        result = grpc_client.infer("iris-onnx", [flower])
+        assert result.get_response().model_version == "2"
+        assert result.as_numpy("label").tolist() == [answer_label(answer)]
         labels = {"model": "iris-onnx", "version": "2", "code": "200"}
-        scrape_until(metrics_url, lambda samples: total(samples, REQUESTS, **labels) == 1)
+        scrape_until(metrics_url, lambda samples: total(samples, REQUESTS, **labels) == 2)
         os.killpg(process.pid, signal.SIGINT)
         rest, _ = process.communicate(timeout=120)
         assert process.returncode == 0, printed + rest
@@ -69,6 +80,12 @@ def test_serve_example_then_stop_with_ctrl_c(example_models: Path, tmp_path: Pat
             process.wait()
     with pytest.raises(urllib.error.URLError):  # nothing listens there any more
         urllib.request.urlopen(f"http://127.0.0.1:{port}/v2", timeout=5)
+
+
+def answer_label(answer: dict[str, Any]) -> Any:
+    """The `label` output's one value in a V2 JSON answer."""
+    (label,) = (output["data"][0] for output in answer["outputs"] if output["name"] == "label")
+    return label
 
 
 def test_invalid_yaml_is_refused_before_ray_starts(tmp_path: Path) -> None:

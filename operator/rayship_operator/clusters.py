@@ -63,6 +63,16 @@ class ClusterRef:
     serve_url: str
     http: IngressOptions
 
+    @property
+    def grpc_address(self) -> str:
+        """host:port of the cluster's V2 gRPC service as clients reach it: the host of its
+        Serve URL (a KubeRay head service, or the default cluster's RAYSHIP_SERVE_URL) and the
+        gRPC port Serve listens on."""
+        host = urlsplit(self.serve_url).hostname or ""
+        if ":" in host:  # an IPv6 address, bracketed as in a URL
+            host = f"[{host}]"
+        return f"{host}:{self.http.grpc_port}"
+
 
 def cluster_for(
     namespace: str, ref: RayClusterRef | None, settings: OperatorSettings
@@ -75,7 +85,8 @@ def cluster_for(
         dashboard = f"http://{host}:{settings.dashboard_port}"
         serve_url = f"http://{host}:{settings.serve_port}"
     port = urlsplit(serve_url).port or settings.serve_port
-    return ClusterRef(dashboard, serve_url, IngressOptions(settings.serve_http_host, port))
+    ingress = IngressOptions(settings.serve_http_host, port, settings.serve_grpc_port)
+    return ClusterRef(dashboard, serve_url, ingress)
 
 
 def _deployed_server_config(applications: dict[str, Any]) -> ServerUserConfig:

@@ -247,7 +247,9 @@ class Reconciler:
         now = now_text()
         ref = self.cluster_of(md)
         writer = self.clusters.writer(ref)
-        identity = report.Identity(md.model_name, ref.serve_url + model_route(md.model_name))
+        identity = report.Identity(
+            md.model_name, ref.serve_url + model_route(md.model_name), ref.grpc_address
+        )
         mine = Claim(key, md.model_name, body["metadata"].get("creationTimestamp", ""))
         winner = conflict_winner(claims, mine)
         if winner is not None:

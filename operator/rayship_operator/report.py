@@ -104,10 +104,12 @@ def api_conditions(
 
 @dataclass(frozen=True)
 class Identity:
-    """What every status names: the effective model name and its URL."""
+    """What every status names: the effective model name, its URL and the address of the V2
+    gRPC service that serves it (clients name the model in each request)."""
 
     model_name: str
     url: str
+    grpc_address: str
 
 
 def status_of(
@@ -127,6 +129,7 @@ def status_of(
         "modelName": identity.model_name,
         "phase": verdict.phase.value,
         "url": identity.url,
+        "grpcAddress": identity.grpc_address,
         "readyReplicas": seen.ready_replicas,
         "observedGeneration": generation,
         "conditions": api_conditions(
@@ -157,6 +160,7 @@ def blocked_status(
     return {
         "modelName": identity.model_name,
         "url": identity.url,
+        "grpcAddress": identity.grpc_address,
         "phase": phase_of(was_ready, moving=False, failed=True).value,
         "observedGeneration": generation,
         "conditions": updated + untouched,

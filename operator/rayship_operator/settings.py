@@ -32,6 +32,11 @@ class OperatorSettings:
     """RAYSHIP_SERVE_HTTP_HOST: the address Serve's proxy binds on the clusters (its http_options);
     the port is the one in the cluster's Serve URL."""
 
+    serve_grpc_port: int = 8001
+    """RAYSHIP_SERVE_GRPC_PORT: the port of Serve's V2 gRPC service on every cluster (its
+    grpc_options, on the same address as the proxy), shown in status.grpcAddress beside the
+    host of the cluster's Serve URL."""
+
     reconcile_seconds: float = 5.0
     """RAYSHIP_RECONCILE_SECONDS: how often each ModelDeployment is checked (rollout progress,
     `latest` polling, lost applications). Short enough to finish rollouts promptly; each check is
@@ -116,6 +121,7 @@ class OperatorSettings:
             default_dashboard=env.get("RAYSHIP_RAY_DASHBOARD", defaults.default_dashboard),
             default_serve_url=env.get("RAYSHIP_SERVE_URL", defaults.default_serve_url),
             serve_http_host=env.get("RAYSHIP_SERVE_HTTP_HOST", defaults.serve_http_host),
+            serve_grpc_port=int(env.get("RAYSHIP_SERVE_GRPC_PORT", defaults.serve_grpc_port)),
             reconcile_seconds=float(
                 env.get("RAYSHIP_RECONCILE_SECONDS", defaults.reconcile_seconds)
             ),

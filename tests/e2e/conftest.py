@@ -163,6 +163,8 @@ def open_stack(  # noqa: PLR0917 - the parts of a Stack, in its order
             "RAYSHIP_RAY_DASHBOARD": dashboard or serve.dashboard.address,
             "RAYSHIP_SERVE_URL": serve.url,
             "RAYSHIP_SERVE_HTTP_HOST": serve.http.host,
+            # Serve keeps the gRPC port it started with; the operator's must be the same
+            "RAYSHIP_SERVE_GRPC_PORT": str(serve.http.grpc_port),
             "RAYSHIP_RECONCILE_SECONDS": "1",
             # some tests name RayClusters that never exist, and then delete their models
             "RAYSHIP_DELETE_GRACE_SECONDS": "5",

@@ -17,6 +17,7 @@ from typing import Any
 
 import numpy as np
 import pytest
+import tritonclient.grpc as triton_grpc
 import tritonclient.http as triton
 from prometheus_client.parser import text_string_to_metric_families
 
@@ -81,6 +82,42 @@ def test_apply_serve_bump_and_history(stack: Stack) -> None:
     assert "Ready" in printed
     reasons = {e["reason"] for e in events(stack, "iris")}
     assert {"RollingOut", "RolledOut"} <= reasons
+
+
+def grpc_infer(address: str, model: str, version: str = "") -> tuple[str, list[int]]:
+    """One V2 inference through tritonclient's gRPC client at `address` (host:port); returns
+    the answering version and the predicted labels."""
+    client = triton_grpc.InferenceServerClient(url=address)
+    try:
+        given = triton_grpc.InferInput("input", list(ROW.shape), "FP32")
+        given.set_data_from_numpy(ROW)
+        result = client.infer(model, [given], model_version=version)
+        response: dict[str, Any] = result.get_response(as_json=True)
+        return response["model_version"], result.as_numpy("label").ravel().tolist()
+    finally:
+        client.close()
+
+
+def test_status_grpc_address_serves_the_model_and_follows_a_switch(stack: Stack) -> None:
+    """status.grpcAddress is where V2 gRPC clients reach the model: it answers with the active
+    version, and after a rollout (and a rollback to the warm previous version) with the new
+    one; a request naming a live version gets that version."""
+    uri = new_model(stack, "iris-grpc")
+    stack.apply(stack.model_deployment("iris-grpc", uri, "1"))
+    status = stack.wait_for("iris-grpc", ready_on("1"))
+    address = status["grpcAddress"]
+    assert address == stack.serve.grpc_address
+    assert grpc_infer(address, "iris-grpc") == ("1", [2])
+
+    stack.patch("iris-grpc", {"model": {"version": "2"}})
+    status = stack.wait_for("iris-grpc", ready_on("2"))
+    assert status["grpcAddress"] == address
+    assert grpc_infer(address, "iris-grpc")[0] == "2"
+    assert grpc_infer(address, "iris-grpc", version="1")[0] == "1"  # kept warm
+
+    stack.patch("iris-grpc", {"model": {"version": "1"}})  # back to the warm version
+    stack.wait_for("iris-grpc", settled(3, activeVersion="1"))
+    assert grpc_infer(address, "iris-grpc")[0] == "1"
 
 
 def test_latest_is_resolved_from_the_pointer(stack: Stack) -> None:

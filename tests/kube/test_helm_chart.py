@@ -190,6 +190,7 @@ def test_every_operator_setting_is_a_chart_value(control_plane: ControlPlane) ->
         "--set", "ray.serveHttpHost=127.0.0.1",
         "--set", "ray.kuberayDashboardPort=9265",
         "--set", "ray.kuberayServePort=9000",
+        "--set", "ray.kuberayServeGrpcPort=9001",
         "--set-json", "operator.reconcileSeconds=2.5",
         "--set-json", "operator.settleSeconds=12",
         "--set-json", "operator.settlePollSeconds=0.5",
@@ -216,6 +217,7 @@ def test_every_operator_setting_is_a_chart_value(control_plane: ControlPlane) ->
         default_dashboard="http://ray.example:8265",
         default_serve_url="http://ray.example:8000",
         serve_http_host="127.0.0.1",
+        serve_grpc_port=9001,
         reconcile_seconds=2.5,
         settle_seconds=12.0,
         settle_poll_seconds=0.5,
@@ -395,6 +397,34 @@ def test_optional_raycluster_with_gpu_workers_and_autoscaler(control_plane: Cont
         expected.dashboard,
         expected.serve_url,
     )
+
+
+def test_the_v2_grpc_port_is_on_the_ray_head_and_in_the_operators_settings(
+    control_plane: ControlPlane,
+) -> None:
+    """One value, ray.kuberayServeGrpcPort, is both the head container's `serve-grpc` port
+    (KubeRay puts the head's named ports on its head service) and the gRPC port the operator
+    writes into every cluster's Serve config and shows in status.grpcAddress."""
+    for values, port in (([], 8001), (["--set", "ray.kuberayServeGrpcPort=9001"], 9001)):
+        docs = render(control_plane, "--api-versions", RAYCLUSTER_API,
+                      "--set", "rayCluster.enabled=true", *values)  # fmt: skip
+        cluster = one(docs, "RayCluster")
+        (head,) = cluster["spec"]["headGroupSpec"]["template"]["spec"]["containers"]
+        ports = {p["name"]: p["containerPort"] for p in head["ports"]}
+        assert ports["serve-grpc"] == port
+        assert len(set(ports.values())) == len(ports)  # no two names for one port
+        env = container_env(one(docs, "Deployment"))
+        assert env["RAYSHIP_SERVE_GRPC_PORT"] == str(port)
+        settings = OperatorSettings.from_env(env)
+        name = cluster["metadata"]["name"]
+        head_service = f"{name}-head-svc.rayship-system.svc.cluster.local:{port}"
+        # the default cluster (the chart points it at this RayCluster) and the RayCluster named
+        # in a spec: Serve listens on the port, and status.grpcAddress is the head service's
+        default = cluster_for("rayship-system", None, settings)
+        named = cluster_for("rayship-system", RayClusterRef(name=name), settings)
+        for ref in (default, named):
+            assert ref.http.grpc_port == port
+            assert ref.grpc_address == head_service
 
 
 def ray_containers(cluster: Doc) -> list[Doc]:
@@ -677,6 +707,7 @@ def test_operator_as_the_charts_service_account_serves_a_model(  # noqa: PLR0917
         "--set", f"ray.dashboard={serve_cluster.dashboard.address}",
         "--set", f"ray.serveUrl={serve_cluster.url}",
         "--set", f"ray.serveHttpHost={serve_cluster.http.host}",
+        "--set", f"ray.kuberayServeGrpcPort={serve_cluster.http.grpc_port}",
         "--set", f"s3.endpoint={s3_server.endpoint_url}",
         "--set", "s3.region=us-east-1",
         "--set", "operator.reconcileSeconds=1",

@@ -1,4 +1,5 @@
-"""What a cluster's writer sends for models it cannot route, and when it holds a config back.
+"""What a cluster's writer sends for models it cannot route, and when it holds a config back;
+where `cluster_for` says a ModelDeployment's cluster listens.
 
 Serve's application details are built here the way its REST API reports them: each
 application's `deployed_app_config` is the config it was given, read through Serve's own schema
@@ -15,8 +16,16 @@ from ray.serve.schema import ServeApplicationSchema
 
 from rayship.contract import ServerUserConfig, deployment_user_config
 from rayship.serveconfig import IngressOptions, compose
-from rayship_operator.clusters import ClusterRef, ClusterWriter, builds_restarted, kept_models
+from rayship.spec import RayClusterRef
+from rayship_operator.clusters import (
+    ClusterRef,
+    ClusterWriter,
+    builds_restarted,
+    cluster_for,
+    kept_models,
+)
 from rayship_operator.metrics import OperatorMetrics
+from rayship_operator.settings import OperatorSettings
 from unit.test_serveconfig import routing
 
 IRIS = routing("iris", ["1", "2"], [("1", 90), ("2", 10)])
@@ -125,3 +134,18 @@ def test_a_config_is_held_back_for_the_grace_period_at_most() -> None:
     assert not writer._defer(["wine@3"])  # sent: the next build gets a grace period again
     assert writer._defer(["wine@3"])
     assert not writer._defer([])
+
+
+def test_the_grpc_port_is_served_on_every_cluster_and_named_with_its_serve_host() -> None:
+    settings = OperatorSettings.from_env(
+        {"RAYSHIP_SERVE_URL": "http://ray.example:8123", "RAYSHIP_SERVE_GRPC_PORT": "9001"}
+    )
+    default = cluster_for("ml", None, settings)
+    assert default.http == IngressOptions("0.0.0.0", 8123, 9001)
+    assert default.grpc_address == "ray.example:9001"
+    kuberay = cluster_for("ml", RayClusterRef(name="gpu"), settings)
+    assert kuberay.http == IngressOptions("0.0.0.0", 8000, 9001)
+    assert kuberay.grpc_address == "gpu-head-svc.ml.svc.cluster.local:9001"
+    assert OperatorSettings().serve_grpc_port == 8001  # Triton's, as in local mode
+    ipv6 = OperatorSettings(default_serve_url="http://[fd00::1]:8000")
+    assert cluster_for("ml", None, ipv6).grpc_address == "[fd00::1]:8001"

@@ -22,7 +22,7 @@ ROLLING = Problem(Reason.ROLLING_OUT, "starting version 2")
 BROKEN = Problem(Reason.ROLLED_BACK, "version 2 failed to load: X; still serving version 1")
 SERVES_1 = Serving(("1",), 2, routes_in_effect=True)
 NOTHING = Serving((), 0, routes_in_effect=True)
-ID = Identity("iris", "http://serve/v2/models/iris")
+ID = Identity("iris", "http://serve/v2/models/iris", "serve:8001")
 
 
 def a_plan(
@@ -167,6 +167,7 @@ def test_status_carries_model_name_replicas_and_rollout_fields() -> None:
     )
     assert status["modelName"] == "iris"
     assert status["url"] == ID.url
+    assert status["grpcAddress"] == "serve:8001"
     assert status["readyReplicas"] == 2
     assert status["phase"] == "Ready"
     assert status["activeVersion"] == "1"
@@ -185,6 +186,7 @@ def test_a_blocked_object_keeps_its_ready_condition_and_says_why() -> None:
     assert by_type["Ready"]["lastTransitionTime"] == "t1"
     assert by_type["Degraded"]["reason"] == "ClusterUnreachable"
     assert by_type["Progressing"] == {c["type"]: c for c in served["conditions"]}["Progressing"]
+    assert (blocked["url"], blocked["grpcAddress"]) == (ID.url, ID.grpc_address)
     never = blocked_status(Problem(Reason.NAME_CONFLICT, "taken"), ID, {}, 1, "t")
     assert never["phase"] == "Failed"
     assert {c["type"]: c for c in never["conditions"]}["Ready"]["status"] == "False"

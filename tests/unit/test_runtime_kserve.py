@@ -33,6 +33,8 @@ from support.kserve_models import (
 )
 from support.models import build_models, model_deployment
 
+pytestmark = pytest.mark.kserve_inprocess
+
 X = np.array([0.5, 1.0, 4.0], dtype=np.float32)
 
 

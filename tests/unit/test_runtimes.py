@@ -548,7 +548,14 @@ def test_predict_must_return_every_declared_output(tmp_path: Path) -> None:
 # --- the example deployments ----------------------------------------------------------------
 
 
-@pytest.mark.parametrize("yaml_file", sorted(EXAMPLES.glob("*.yaml")), ids=lambda p: p.name)
+@pytest.mark.parametrize(
+    "yaml_file",
+    [
+        pytest.param(path, marks=[pytest.mark.kserve_inprocess] if "kserve" in path.name else [])
+        for path in sorted(EXAMPLES.glob("*.yaml"))
+    ],
+    ids=lambda p: p.name,
+)
 def test_every_example_deployment_loads_its_built_model(
     example_models: Path, yaml_file: Path
 ) -> None:

@@ -141,9 +141,9 @@ class InferenceService:
     async def ModelInfer(self, body: bytes, grpc_context: GrpcContext) -> RawMessage:
         try:
             request = grpc_codec.parse_infer_request(body)
+            path = self._model_path(request.model_name, request.model_version, "/infer")
         except InferenceError as error:
             return _failed(grpc_context, Reply.error(error))
-        path = self._model_path(request.model_name, request.model_version, "/infer")
         reply = await self._route(grpc_context, "POST", path, body, grpc=True)
         if reply.status != 200:
             return _failed(grpc_context, reply)
@@ -159,10 +159,18 @@ class InferenceService:
             request.ParseFromString(body)
         except DecodeError as error:
             return Reply.error(BadRequest(f"the request is not a {request_type.__name__}: {error}"))
-        path = self._model_path(request.name, request.version, rest)
+        try:
+            path = self._model_path(request.name, request.version, rest)
+        except BadRequest as error:
+            return Reply.error(error)
         return await self._route(grpc_context, "GET", path)
 
     def _model_path(self, name: str, version: str, rest: str) -> str:
+        """The REST path of a model (or version) URL; a name or version holding a slash names
+        no model (REST could not name it in one path segment either)."""
+        for field, value in (("model name", name), ("model version", version)):
+            if "/" in value:
+                raise BadRequest(f"{field} {value!r} must not contain '/'")
         versioned = f"{VERSIONS_PATH}{version}" if version else ""
         return f"{self.grpc_path_root}{MODELS_PATH}{name}{versioned}{rest}"
 

@@ -41,6 +41,7 @@ MARKER = "# rayship: ingress limits"
 FRONTEND = "frontend http_frontend"
 GRPC_FRONTEND = "frontend grpc_frontend"
 GRPC_INFER_PATH = "/inference.GRPCInferenceService/ModelInfer"
+GRPC_FRAME_HEADER = 5  # bytes before each gRPC message: a compression flag and a length
 # Serve's routing of a gRPC call by its `application` metadata, one ACL per backend.
 _APPLICATION_ACL = re.compile(r"^\s*acl is_(\S+) req\.hdr\(application\) -m str (\S+)$")
 NOT_FOUND_PAGE = "http-request return status 404 "
@@ -144,18 +145,18 @@ def route_grpc(lines: list[str]) -> list[str]:
     apps = {match.group(2) for _, match in acls}
     if SERVER_APP not in apps:
         return lines
+    prefixes = {app: model_prefix(app.partition("@")[0]) for app in sorted(apps) if "@" in app}
+    # Only as many bytes as the longest prefix (and gRPC's frame header) are waited for.
+    enough = GRPC_FRAME_HEADER + max((len(prefix) for prefix in prefixes.values()), default=0)
     rules = [
         f"    acl rayship_infer path {GRPC_INFER_PATH}",
         "    acl rayship_named req.hdr(application) -m found",
-        "    http-request wait-for-body time 1s at-least 1k if rayship_infer !rayship_named",
+        f"    http-request wait-for-body time 1s at-least {enough} if rayship_infer !rayship_named",
     ]
-    for index, app in enumerate(sorted(apps)):
-        model, _, version = app.partition("@")
-        if not version:
-            continue
-        prefix = model_prefix(model)
+    for index, (app, prefix) in enumerate(prefixes.items()):
         rules += [
-            f"    acl rayship_model_{index} req.body,bytes(5,{len(prefix)}) -m bin {prefix.hex()}",
+            f"    acl rayship_model_{index} req.body,bytes({GRPC_FRAME_HEADER},{len(prefix)}) "
+            f"-m bin {prefix.hex()}",
             f"    http-request set-header application {app} "
             f"if rayship_infer !rayship_named rayship_model_{index}",
         ]

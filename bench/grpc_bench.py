@@ -26,8 +26,8 @@ Rayship is measured three ways, one `rayship serve` each, to say what each hop c
 
 The servers take turns, round after round (`--rounds`, 3 by default); each figure is the
 round with the median throughput for that server and concurrency. A peer's failed calls are
-counted in the table; one failed call of Rayship's fails the bench. The machine is shared and noisy: only
-ratios measured in the same run mean anything.
+counted in the table; one failed call of Rayship's fails the bench. The machine is shared and
+noisy: only ratios measured in the same run mean anything.
 """
 
 from __future__ import annotations

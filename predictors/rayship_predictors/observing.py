@@ -26,7 +26,7 @@ from rayship.spec import StorageSpec
 from rayship_predictors.dataplane import Call, Reply
 from rayship_predictors.http import failure_reply
 from rayship_predictors.metrics import VersionMetrics
-from rayship_predictors.prediction_log import PredictionLogger, PredictionRecord
+from rayship_predictors.prediction_log import BatchSizes, PredictionLogger, PredictionRecord
 from rayship_predictors.settings import PredictorSettings
 from rayship_predictors.tracing import RequestTrace, Tracing
 
@@ -47,7 +47,9 @@ class InferenceObserver:
             version,
             self.metrics.log_dropped_records,
             queue_size=settings.prediction_log_queue,
-            batch_size=settings.prediction_log_batch,
+            batch_sizes=BatchSizes(
+                settings.prediction_log_batch, settings.prediction_log_object_records
+            ),
         )
 
     def configure_logging(self, spec: PredictionLogging | None, storage: StorageSpec) -> None:

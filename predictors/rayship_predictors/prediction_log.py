@@ -5,8 +5,8 @@ The request path calls two methods of a replica's `PredictionLogger`, neither of
 raises or does I/O: `sampled()` draws whether this request is logged, and `offer(record)` puts
 the record in a bounded queue (full: the record is dropped and counted). A task on the
 replica's event loop, started with the first record, takes records from the queue in batches
-(up to `batch_size`, or what came within `batch_wait_seconds`) and hands each batch to the
-sink: CloudEvents over HTTP (`prediction_log_events`) or JSON Lines objects in S3
+(up to the sink's `batch_size`, or what came within `batch_wait_seconds`) and hands each batch
+to the sink: CloudEvents over HTTP (`prediction_log_events`) or JSON Lines objects in S3
 (`prediction_log_s3`). While the sink cannot be reached, the task retries the batch with
 doubling delays (`Backoff`) and records keep queueing, then dropping once the queue is full.
 
@@ -41,7 +41,14 @@ from rayship_predictors.prediction_log_records import PredictionRecord, Sink
 from rayship_predictors.prediction_log_s3 import open_json_lines_sink
 from rayship_predictors.settings import PredictorSettings
 
-__all__ = ["Backoff", "DropCallback", "PredictionLogger", "PredictionRecord", "open_sink"]
+__all__ = [
+    "Backoff",
+    "BatchSizes",
+    "DropCallback",
+    "PredictionLogger",
+    "PredictionRecord",
+    "open_sink",
+]
 
 logger = logging.getLogger(__name__)
 
@@ -74,13 +81,24 @@ class Backoff:
             delay = min(delay * 2, self.max_seconds)
 
 
-def open_sink(logging_: PredictionLogging, storage: StorageSpec) -> Sink:
+@dataclass(frozen=True)
+class BatchSizes:
+    """The most records each kind of sink takes at once: concurrent CloudEvents POSTs, and
+    records in one JSON Lines object in S3."""
+
+    posts: int = PredictorSettings.prediction_log_batch
+    object_records: int = PredictorSettings.prediction_log_object_records
+
+
+def open_sink(
+    logging_: PredictionLogging, storage: StorageSpec, sizes: BatchSizes = BatchSizes()
+) -> Sink:
     """The sink `spec.logging` names (exactly one of `url` and `storageUri` is set)."""
     spec = logging_.spec
     if spec.url is not None:
-        return CloudEventsSink(spec.url, spec.mode, logging_.namespace)
+        return CloudEventsSink(spec.url, spec.mode, logging_.namespace, sizes.posts)
     if spec.storage_uri is not None:
-        return open_json_lines_sink(spec.storage_uri, spec.mode, storage)
+        return open_json_lines_sink(spec.storage_uri, spec.mode, storage, sizes.object_records)
     raise InvalidSpec("spec.logging needs exactly one sink: spec.logging.url or storageUri")
 
 
@@ -94,14 +112,14 @@ class PredictionLogger:
         on_drop: DropCallback,
         *,
         queue_size: int = PredictorSettings.prediction_log_queue,
-        batch_size: int = PredictorSettings.prediction_log_batch,
+        batch_sizes: BatchSizes = BatchSizes(),
         batch_wait_seconds: float = BATCH_WAIT_SECONDS,
         backoff: Backoff = Backoff(),
     ) -> None:
         self.model = model
         self.version = version
         self._on_drop = on_drop
-        self._batch_size = batch_size
+        self._batch_sizes = batch_sizes
         self._batch_wait = batch_wait_seconds
         self._backoff = backoff
         self._queue: asyncio.Queue[PredictionRecord] = asyncio.Queue(queue_size)
@@ -123,7 +141,7 @@ class PredictionLogger:
         sink = None
         if logging_ is not None:
             try:
-                sink = open_sink(logging_, storage)
+                sink = open_sink(logging_, storage, self._batch_sizes)
             except (StorageError, InvalidSpec) as error:
                 logger.error("prediction log of %s@%s is off: %s", self.model, self.version, error)
         self._sink = sink
@@ -189,12 +207,14 @@ class PredictionLogger:
         filling up (and dropping) behind a batch that is already full."""
         loop = asyncio.get_running_loop()
         deadline = loop.time() + self._batch_wait
-        while self._queue.qsize() < self._batch_size - len(batch):
+        # Without a sink (logging turned off) the batch is only counted: take all there is.
+        limit = self._sink.batch_size if self._sink is not None else self._queue.maxsize
+        while self._queue.qsize() < limit - len(batch):
             left = deadline - loop.time()
             if left <= 0:
                 break
             await asyncio.sleep(min(left, FILL_POLL_SECONDS))
-        while len(batch) < self._batch_size and not self._queue.empty():
+        while len(batch) < limit and not self._queue.empty():
             batch.append(self._queue.get_nowait())
 
     async def _deliver(self, batch: Sequence[PredictionRecord]) -> None:

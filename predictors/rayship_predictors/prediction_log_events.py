@@ -113,6 +113,7 @@ class CloudEventsSink:
     url: str
     mode: LogMode
     namespace: str
+    batch_size: int = 100
 
     async def send(self, batch: Sequence[PredictionRecord]) -> Delivery:
         """Post every record's events; what could not be posted is to be retried."""

@@ -78,8 +78,12 @@ DELIVERED = Delivery()
 
 
 class Sink(Protocol):
-    """Where a batch of records goes. `send` never raises for a failure of the sink itself:
-    it says what to retry and what was refused in its `Delivery`."""
+    """Where a batch of records goes, at most `batch_size` at once. `send` never raises for a
+    failure of the sink itself: it says what to retry and what was refused in its `Delivery`."""
+
+    @property
+    def batch_size(self) -> int:
+        """The most records one `send` takes."""
 
     async def send(self, batch: Sequence[PredictionRecord]) -> Delivery:
         """Deliver `batch`, or say what is left of it."""

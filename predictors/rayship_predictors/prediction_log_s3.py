@@ -195,6 +195,7 @@ class JsonLinesSink:
     client: S3Client
     location: S3Location
     mode: LogMode
+    batch_size: int = 500
 
     async def send(self, batch: Sequence[PredictionRecord]) -> Delivery:
         """Write the batch; an unreachable S3 (or its 5xx) is worth a retry, any other refusal
@@ -214,12 +215,15 @@ class JsonLinesSink:
             self.client.put_object(Bucket=self.location.bucket, Key=key, Body=body)
 
 
-def open_json_lines_sink(storage_uri: str, mode: LogMode, storage: StorageSpec) -> JsonLinesSink:
+def open_json_lines_sink(
+    storage_uri: str, mode: LogMode, storage: StorageSpec, batch_size: int = 500
+) -> JsonLinesSink:
     """The sink for `s3://bucket/prefix`, reached as the model's storage is: `storage`'s
-    endpoint and region, boto3's credentials chain (the replica's AWS_* variables)."""
+    endpoint and region, boto3's credentials chain (the replica's AWS_* variables); up to
+    `batch_size` records an object."""
     location = parse_model_uri(storage_uri)
     if not isinstance(location, S3Location):
         raise InvalidSpec(
             f"spec.logging.storageUri must be s3://bucket/prefix, got {storage_uri!r}"
         )
-    return JsonLinesSink(client_for(storage_uri, storage), location, mode)
+    return JsonLinesSink(client_for(storage_uri, storage), location, mode, batch_size)

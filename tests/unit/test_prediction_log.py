@@ -24,7 +24,13 @@ from tritonclient.grpc import service_pb2
 
 from rayship.contract import PredictionLogging
 from rayship.spec import LoggingSpec, LogMode, StorageSpec
-from rayship_predictors.prediction_log import Backoff, PredictionLogger, PredictionRecord
+from rayship_predictors.prediction_log import (
+    Backoff,
+    BatchSizes,
+    PredictionLogger,
+    PredictionRecord,
+    open_sink,
+)
 from rayship_predictors.prediction_log_events import cloud_events
 from rayship_predictors.prediction_log_s3 import json_line, v2_document
 from rayship_predictors.settings import PredictorSettings
@@ -238,7 +244,7 @@ def test_like_kserve_an_error_answer_sends_only_the_request_event() -> None:
 def test_request_and_response_events_share_the_request_id() -> None:
     async def scenario() -> None:
         async with EventReceiver() as receiver:
-            log = new_logger(Drops(), batch_size=3)
+            log = new_logger(Drops(), batch_sizes=BatchSizes(3, 3))
             log.configure(to_url(receiver.url), StorageSpec())
             for index in range(5):
                 log.offer(record(f"r{index}"))
@@ -386,7 +392,7 @@ def test_turning_logging_off_drops_what_is_queued_and_counts_it() -> None:
 def test_drain_sends_what_is_queued() -> None:
     async def scenario() -> None:
         async with EventReceiver() as receiver:
-            log = new_logger(Drops(), batch_size=2)
+            log = new_logger(Drops(), batch_sizes=BatchSizes(2, 2))
             log.configure(to_url(receiver.url, mode="request"), StorageSpec())
             for index in range(7):
                 log.offer(record(f"r{index}"))
@@ -398,9 +404,19 @@ def test_drain_sends_what_is_queued() -> None:
 
 def test_settings_read_the_queue_and_batch_sizes() -> None:
     settings = PredictorSettings.from_env(
-        {"RAYSHIP_PREDICTION_LOG_QUEUE": "50", "RAYSHIP_PREDICTION_LOG_BATCH": "5"}
+        {
+            "RAYSHIP_PREDICTION_LOG_QUEUE": "50",
+            "RAYSHIP_PREDICTION_LOG_BATCH": "5",
+            "RAYSHIP_PREDICTION_LOG_OBJECT_RECORDS": "7",
+        }
     )
-    assert (settings.prediction_log_queue, settings.prediction_log_batch) == (50, 5)
+    assert (
+        settings.prediction_log_queue,
+        settings.prediction_log_batch,
+        settings.prediction_log_object_records,
+    ) == (50, 5, 7)
+    with pytest.raises(ValueError, match="RAYSHIP_PREDICTION_LOG_OBJECT_RECORDS must be 1"):
+        PredictorSettings.from_env({"RAYSHIP_PREDICTION_LOG_OBJECT_RECORDS": "0"})
     with pytest.raises(ValueError, match="RAYSHIP_PREDICTION_LOG_QUEUE must be 1 or more"):
         PredictorSettings.from_env({"RAYSHIP_PREDICTION_LOG_QUEUE": "0"})
 
@@ -531,6 +547,25 @@ def test_batches_become_json_lines_objects_in_s3(s3_server: S3Server) -> None:
          "response": {"model_name": MODEL, "model_version": VERSION, "id": "r2", "outputs": [
              {"name": "y", "datatype": "FP32", "shape": [1, 2], "data": [0.5, None]}]}},
     ]  # fmt: skip
+
+
+def test_each_sink_takes_batches_of_its_own_size(s3_server: S3Server) -> None:
+    """An S3 object holds up to `object_records` records; CloudEvents go `posts` at a time."""
+    bucket = s3_server.new_bucket("logs")
+
+    async def scenario() -> None:
+        log = new_logger(Drops(), batch_sizes=BatchSizes(posts=2, object_records=4))
+        log.configure(to_s3(f"s3://{bucket}/sized"), s3_server.storage)
+        for index in range(10):
+            log.offer(record(f"r{index}"))
+        await log.drain(10)
+
+    run(scenario)
+    keys, lines = read_lines(s3_server, bucket, "sized/")
+    assert len(lines) == 10
+    assert len(keys) == 3  # 4 + 4 + 2: the whole queue was there when the first batch filled
+    assert open_sink(to_s3(f"s3://{bucket}/x"), s3_server.storage, BatchSizes(2, 4)).batch_size == 4
+    assert open_sink(to_url("http://127.0.0.1:1/"), StorageSpec(), BatchSizes(2, 4)).batch_size == 2
 
 
 @pytest.mark.parametrize(

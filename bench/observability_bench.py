@@ -109,7 +109,7 @@ def served(workdir: Path, iris_dir: Path, setup: Setup) -> Iterator[None]:
     port, metrics_port = free_port(), free_port()
     command = [
         str(REPO / ".venv/bin/rayship"), "serve", str(model_yaml),
-        "--port", str(port), "--metrics-port", str(metrics_port),
+        "--port", str(port), "--grpc-port", "0", "--metrics-port", str(metrics_port),
     ]  # fmt: skip
     with process(slug, command, dict(os.environ, **setup.env), workdir) as child:
         wait_ready(f"http://127.0.0.1:{port}/v2/health/ready", child)

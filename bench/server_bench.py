@@ -395,7 +395,10 @@ def rayship(workdir: Path, yamls: list[Path], optimized: bool) -> Iterator[str]:
     env = dict(os.environ, RAY_SERVE_THROUGHPUT_OPTIMIZED="1" if optimized else "0")
     if not optimized:
         env["RAY_SERVE_ENABLE_HA_PROXY"] = "0"
-    command = [str(REPO / ".venv/bin/rayship"), "serve", *map(str, yamls), "--port", str(port)]
+    command = [
+        *(str(REPO / ".venv/bin/rayship"), "serve", *map(str, yamls)),
+        *("--port", str(port), "--grpc-port", "0"),
+    ]
     name = "rayship-tp" if optimized else "rayship-default"
     with process(name, command, env, workdir) as child:
         wait_ready(f"http://127.0.0.1:{port}/v2/health/ready", child)

@@ -30,6 +30,7 @@ from rayship.local import (
     LocalSecrets,
     StartInterrupted,
     deploy,
+    ingress_options,
     routing_for,
 )
 from rayship.manifest import load_file
@@ -43,9 +44,14 @@ def _parser() -> argparse.ArgumentParser:
     serve = commands.add_parser("serve", help="serve ModelDeployment YAML locally (no Kubernetes)")
     serve.add_argument("files", nargs="+", type=Path, help="ModelDeployment YAML files")
     serve.add_argument("--host", default="127.0.0.1", help="address the V2 endpoint listens on")
-    serve.add_argument("--port", type=int, default=8000, help="port of the V2 endpoint")
     serve.add_argument(
-        "--grpc-port", type=int, default=8001, help="port of the V2 gRPC service (Triton's 8001)"
+        "--port", type=int, default=8000, help="port of the V2 REST endpoint (0: any free port)"
+    )
+    serve.add_argument(
+        "--grpc-port",
+        type=int,
+        default=8001,
+        help="port of the V2 gRPC service (Triton's 8001; 0: any free port)",
     )
     serve.add_argument("--dashboard-port", type=int, default=0, help="Ray dashboard port (0: any)")
     serve.add_argument(
@@ -134,7 +140,7 @@ def serve_locally(args: argparse.Namespace) -> int:
     ]
     signals = StopSignals()
     signals.install()
-    http = IngressOptions(args.host, args.port, args.grpc_port)
+    http = ingress_options(args.host, args.port, args.grpc_port)
     try:
         local_ray = LocalRay(
             dashboard_port=args.dashboard_port, metrics_port=args.metrics_port, hurry=signals.hurry

@@ -28,5 +28,9 @@ class ClusterUnreachable(RayshipError):
     """A Ray cluster's dashboard refused a call or could not be reached."""
 
 
+class PortInUse(RayshipError):
+    """A port `rayship serve` was told to listen on is taken (or not this host's)."""
+
+
 class MissingDependency(RayshipError):
     """An optional part of Rayship is not installed; the message names the extra to install."""

@@ -28,7 +28,7 @@ from typing import Any
 from rayship.auth import parse_tokens, server_tokens
 from rayship.credentials import AUTH_FIELD, env_from_field
 from rayship.dashboard import DashboardError, ServeDashboard
-from rayship.errors import CredentialsError, InvalidSpec, RayshipError
+from rayship.errors import CredentialsError, InvalidSpec, PortInUse, RayshipError
 from rayship.haproxy import drain_ingress, write_launcher
 from rayship.ingress import ROUTES_PATH, route_table
 from rayship.manifest import ModelDeployment
@@ -67,6 +67,25 @@ def free_port() -> int:
         probe.bind(("127.0.0.1", 0))
         port: int = probe.getsockname()[1]
         return port
+
+
+def ingress_options(host: str, port: int, grpc_port: int) -> IngressOptions:
+    """Where `rayship serve` listens, refused at once when a port is taken: HAProxy would
+    otherwise fail to start inside Serve and take both endpoints with it. A port of 0 is any
+    free one."""
+    ports = {}
+    for flag, wanted in (("--port", port), ("--grpc-port", grpc_port)):
+        ports[flag] = wanted or free_port()
+        with socket.socket() as probe:
+            probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            try:
+                probe.bind((host, ports[flag]))
+            except OSError as error:
+                raise PortInUse(
+                    f"{flag} {ports[flag]}: cannot listen on {host}:{ports[flag]} "
+                    f"({error.strerror}); choose another port, or 0 for any free one"
+                ) from None
+    return IngressOptions(host, ports["--port"], ports["--grpc-port"])
 
 
 ENV_FILE = ".env"

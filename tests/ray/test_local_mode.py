@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import os
 import signal
+import socket
 import time
 import urllib.error
 import urllib.request
@@ -86,6 +87,29 @@ def answer_label(answer: dict[str, Any]) -> Any:
     """The `label` output's one value in a V2 JSON answer."""
     (label,) = (output["data"][0] for output in answer["outputs"] if output["name"] == "label")
     return label
+
+
+@pytest.mark.parametrize("flag", ["--port", "--grpc-port"])
+def test_a_taken_port_is_refused_before_ray_starts_naming_its_flag(
+    example_models: Path, tmp_path: Path, flag: str
+) -> None:
+    """Two `rayship serve` on one machine must not share a port: HAProxy would fail inside
+    Serve and take both endpoints down with a message about neither."""
+    yaml_file = tmp_path / "iris-onnx.yaml"
+    yaml_file.write_text((REPO / "examples" / "iris-onnx.yaml").read_text())
+    (tmp_path / "models").symlink_to(example_models)
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        ports = {"--port": str(free_port()), "--grpc-port": str(free_port()), flag: str(port)}
+        process = rayship("serve", str(yaml_file), *(x for p in ports.items() for x in p),
+                          cwd=tmp_path)  # fmt: skip
+        output, _ = process.communicate(timeout=120)
+    assert process.returncode == 1, output
+    assert f"{flag} {port}: cannot listen on 127.0.0.1:{port}" in output
+    assert "Traceback" not in output
+    assert "Ray" not in output  # refused before a Ray started
 
 
 def test_invalid_yaml_is_refused_before_ray_starts(tmp_path: Path) -> None:

@@ -7,9 +7,7 @@ operator's default-cluster settings.
 
 from __future__ import annotations
 
-import csv
 import json
-import subprocess
 import threading
 import time
 import urllib.request
@@ -25,12 +23,10 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from e2e.conftest import Stack
 from support.http import http_call
+from support.perf_analyzer import perf_analyzer
 from support.ray_cluster import ServeCluster
 from support.traffic import condition, settled
 from support.waiting import eventually
-
-# Triton's perf_analyzer, installed into ~/.cache/rayship/tools on first use.
-PERF_ANALYZER = Path(__file__).resolve().parents[2] / "scripts" / "perf-analyzer"
 
 pytestmark = [pytest.mark.e2e, pytest.mark.kube, pytest.mark.ray]
 
@@ -103,26 +99,6 @@ def grpc_infer(address: str, model: str, version: str = "") -> tuple[str, list[i
         client.close()
 
 
-def perf_analyzer_over_grpc(address: str, model: str, report: Path) -> None:
-    """Triton's perf_analyzer, unmodified, over gRPC at `address`: it reads the model's
-    metadata and ModelConfig, then infers for a short measurement."""
-    result = subprocess.run(
-        [
-            str(PERF_ANALYZER),
-            *("-m", model, "-u", address, "-i", "grpc", "--shape", "input:1,4"),
-            *("--concurrency-range", "2", "--measurement-interval", "500"),
-            *("--max-trials", "4", "--stability-percentage", "999", "-f", str(report)),
-        ],
-        capture_output=True,
-        text=True,
-        timeout=600,
-        check=False,
-    )
-    assert result.returncode == 0, result.stdout + result.stderr
-    (row,) = list(csv.DictReader(report.open()))
-    assert float(row["Inferences/Second"]) > 0, row
-
-
 def test_status_grpc_address_serves_the_model_and_follows_a_switch(
     stack: Stack, tmp_path: Path
 ) -> None:
@@ -135,7 +111,9 @@ def test_status_grpc_address_serves_the_model_and_follows_a_switch(
     address = status["grpcAddress"]
     assert address == stack.serve.grpc_address
     assert grpc_infer(address, "iris-grpc") == ("1", [2])
-    perf_analyzer_over_grpc(address, "iris-grpc", tmp_path / "perf.csv")
+    # Triton's perf_analyzer, unmodified: metadata and ModelConfig, then ModelInfer
+    row = perf_analyzer(address, "iris-grpc", "grpc", "input:1,4", tmp_path / "perf.csv")
+    assert float(row["Inferences/Second"]) > 0, row
 
     stack.patch("iris-grpc", {"model": {"version": "2"}})
     status = stack.wait_for("iris-grpc", ready_on("2"))

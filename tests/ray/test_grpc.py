@@ -12,11 +12,10 @@ to the version application that owns its model (checked through HAProxy's own co
 
 from __future__ import annotations
 
-import csv
 import dataclasses
 import json
 import queue
-import subprocess
+import time
 from collections import Counter
 from collections.abc import Callable, Iterator
 from functools import partial
@@ -32,7 +31,7 @@ from tritonclient.grpc import service_pb2 as pb
 from tritonclient.grpc import service_pb2_grpc
 from tritonclient.utils import InferenceServerException, triton_to_np_dtype
 
-from support.grpc_load import GrpcLoad, HAProxyCounts
+from support.haproxy_counts import HAProxyCounts
 from support.models import (
     BATCH_PROBE_PREDICTOR,
     V2_DATATYPES,
@@ -40,12 +39,13 @@ from support.models import (
     python_model,
     route,
 )
+from support.perf_analyzer import perf_analyzer
 from support.ray_cluster import ServeCluster
+from support.traffic import SteadyLoad, grpc_client
 
 pytestmark = pytest.mark.ray
 
 TOKEN = "token-grpc"
-PERF_ANALYZER = Path(__file__).resolve().parents[2] / "scripts" / "perf-analyzer"
 INFER_METHOD = "/inference.GRPCInferenceService/ModelInfer"
 IRIS_ROWS = np.array([[5.1, 3.5, 1.4, 0.2], [6.7, 3.0, 5.2, 2.3]], dtype=np.float32)
 TYPED_CONTENTS = {
@@ -822,21 +822,9 @@ def test_perf_analyzer_drives_rayship_over_grpc(
 ) -> None:
     """Triton's own load generator over gRPC: ModelMetadata and ModelConfig, then ModelInfer;
     for the batched model with batches of `batch` rows, as its max_batch_size allows."""
-    report = tmp_path / "perf.csv"
-    result = subprocess.run(
-        [
-            str(PERF_ANALYZER),
-            *("-m", model, "-u", served.grpc_address, "-i", "grpc", "--shape", shape, "-b", batch),
-            *("--concurrency-range", "2", "--measurement-interval", "500"),
-            *("--max-trials", "4", "--stability-percentage", "999", "-f", str(report)),
-        ],
-        capture_output=True,
-        text=True,
-        timeout=600,
-        check=False,
+    row = perf_analyzer(
+        served.grpc_address, model, "grpc", shape, tmp_path / "perf.csv", batch=batch
     )
-    assert result.returncode == 0, result.stdout + result.stderr
-    (row,) = list(csv.DictReader(report.open()))
     assert float(row["Inferences/Second"]) > 0, row
 
 
@@ -872,13 +860,14 @@ def test_switching_versions_under_grpc_load_fails_no_call(
     2 (the direct HAProxy route passes from one version application to the other), to a
     canary (the route passes to the server application) and back to 2; no call may fail."""
     deploy_all({"1": 100})
-    rows = IRIS_ROWS[:1]
-    with GrpcLoad(served.grpc_address, "iris", lambda: [iris_input(rows)], 100, 4) as load:
-        load.wait_for({"1"}, in_a_row=20, timeout_s=30)
+    load = SteadyLoad(served.grpc_address, "iris", rate_per_s=100, clients=4, client=grpc_client)
+    with load:
+        load.wait_moved(0.0, {"1"}, timeout_s=30, in_a_row=20)
         started = len(load.answers)
         for traffic in ({"2": 100}, {"1": 50, "2": 50}, {"2": 100}):
+            since = time.monotonic()
             deploy_all(traffic)
-            load.wait_for(set(traffic), in_a_row=40, timeout_s=60)
+            load.wait_moved(since, set(traffic), timeout_s=60, in_a_row=40)
     answers = load.answers
     failures = load.failures()
     assert not failures, (

@@ -7,8 +7,6 @@ names: name, platform, backend, max_batch_size, input/output with data_type and 
 
 from __future__ import annotations
 
-import csv
-import subprocess
 from pathlib import Path
 from typing import Any
 
@@ -16,12 +14,10 @@ import pytest
 import tritonclient.http as triton
 
 from support.models import BATCH_PROBE_PREDICTOR, model_deployment, python_model, route
+from support.perf_analyzer import perf_analyzer
 from support.ray_cluster import ServeCluster
 
 pytestmark = pytest.mark.ray
-
-# Installs Triton's perf_analyzer binary into ~/.cache/rayship/tools on first use.
-PERF_ANALYZER = Path(__file__).resolve().parents[2] / "scripts" / "perf-analyzer"
 
 
 @pytest.fixture(scope="module")
@@ -105,19 +101,5 @@ def test_perf_analyzer_drives_rayship_unmodified(
 ) -> None:
     """Triton's own load generator reads metadata and `/config`, then infers (binary tensors);
     for the batched model it sends batches of `batch` rows, as Triton's max_batch_size allows."""
-    report = tmp_path / "perf.csv"
-    result = subprocess.run(
-        [
-            str(PERF_ANALYZER),
-            *("-m", model, "-u", served.address, "-i", "http", "--shape", shape, "-b", batch),
-            *("--concurrency-range", "2", "--measurement-interval", "500"),
-            *("--max-trials", "4", "--stability-percentage", "999", "-f", str(report)),
-        ],
-        capture_output=True,
-        text=True,
-        timeout=600,
-        check=False,
-    )
-    assert result.returncode == 0, result.stdout + result.stderr
-    (row,) = list(csv.DictReader(report.open()))
+    row = perf_analyzer(served.address, model, "http", shape, tmp_path / "perf.csv", batch=batch)
     assert float(row["Inferences/Second"]) > 0, row

@@ -7,7 +7,8 @@ times it, both through these probes:
 
 - `SteadyLoad`: V2 clients on threads calling the model's unversioned URL at a fixed rate and
   recording every answer's `model_version` (or its failure). Traffic has moved when the answers
-  show it (`moved_at`), which is what a user sees, rather than when some status says so.
+  show it (`moved_at`), which is what a user sees, rather than when some status says so. Over
+  REST by default, or over the V2 gRPC service (`grpc_client`, tests/ray/test_grpc.py).
 - `StatusWatcher`: samples the ModelDeployment from a thread and records its `Ready` condition,
   so a brief dip to False between two polls of a test's own is still seen.
 
@@ -26,6 +27,7 @@ from types import TracebackType
 from typing import Any, Self
 
 import numpy as np
+import tritonclient.grpc as triton_grpc
 import tritonclient.http as triton
 
 from rayship.contract import CRD_VERSION, GROUP, PLURAL
@@ -59,6 +61,20 @@ def settled(generation: int, **fields: Any) -> Callable[[dict[str, Any]], bool]:
         )
 
     return check
+
+
+def grpc_client(address: str) -> Callable[[str], str]:
+    """`v2_client` over the V2 gRPC service at `address` (host:port): model name -> answering
+    version, through tritonclient's gRPC client. One per thread, as `v2_client`."""
+    client = triton_grpc.InferenceServerClient(address)
+    given = triton_grpc.InferInput("input", list(ROW.shape), "FP32")
+    given.set_data_from_numpy(ROW)
+
+    def infer(model: str) -> str:
+        result = client.infer(model, [given], client_timeout=REQUEST_TIMEOUT_S)
+        return str(result.get_response().model_version)
+
+    return infer
 
 
 def v2_client(address: str) -> Callable[[str], str]:
@@ -120,13 +136,20 @@ class SteadyLoad:
 
     Use as a context manager: the threads run inside the block and are joined when it ends.
     Every answer is kept (a few thousand over a test), so steps can be judged after the fact.
+    `client` makes each thread's client: REST (`v2_client`) or the gRPC service (`grpc_client`).
     """
 
     def __init__(
-        self, address: str, model: str, rate_per_s: float = 50.0, clients: int = 2
+        self,
+        address: str,
+        model: str,
+        rate_per_s: float = 50.0,
+        clients: int = 2,
+        client: Callable[[str], Callable[[str], str]] = v2_client,
     ) -> None:
         self.address = address
         self.model = model
+        self._client = client
         self._period_s = clients / rate_per_s
         self._answers: list[Answer] = []
         self._lock = threading.Lock()
@@ -152,7 +175,7 @@ class SteadyLoad:
             thread.join(timeout=2 * REQUEST_TIMEOUT_S)
 
     def _run(self) -> None:
-        infer = v2_client(self.address)
+        infer = self._client(self.address)
         due = time.monotonic()
         while not self._stop.is_set():
             try:

@@ -65,8 +65,14 @@ def test_harden_adds_the_limits_and_v2_pages_once(tmp_path: Path) -> None:
     assert "500.http\n    errorfile 503" not in hardened  # Serve's plain-text page is gone
     assert "    tcp-request connection reject if { sc_conn_cur(0) gt 9 }" in hardened
     assert "content-type application/json" in hardened
-    config = tmp_path / "haproxy.cfg"
-    config.write_text(hardened)
+    haproxy_check(tmp_path, hardened)
+
+
+def haproxy_check(folder: Path, config_text: str) -> str:
+    """The real HAProxy's check (`-c`) of a config written into `folder`: it must pass; its
+    output is returned."""
+    config = folder / "haproxy.cfg"
+    config.write_text(config_text)
     checked = subprocess.run(
         [get_haproxy_binary(), "-c", "-f", str(config)],
         check=False,
@@ -74,6 +80,7 @@ def test_harden_adds_the_limits_and_v2_pages_once(tmp_path: Path) -> None:
         text=True,
     )
     assert checked.returncode == 0, checked.stdout + checked.stderr
+    return checked.stdout + checked.stderr
 
 
 def test_error_pages_are_v2_bodies() -> None:
@@ -288,17 +295,8 @@ def test_harden_routes_the_grpc_frontend_once_and_stays_idempotent(tmp_path: Pat
 
 def test_a_hardened_grpc_config_passes_haproxys_check(tmp_path: Path) -> None:
     write_launcher(tmp_path)
-    config = tmp_path / "haproxy.cfg"
-    config.write_text(harden(grpc_config(tmp_path), IngressLimits(), tmp_path))
+    output = haproxy_check(tmp_path, harden(grpc_config(tmp_path), IngressLimits(), tmp_path))
 
-    checked = subprocess.run(
-        [get_haproxy_binary(), "-c", "-f", str(config)],
-        check=False,
-        capture_output=True,
-        text=True,
-    )
-
-    assert checked.returncode == 0, checked.stdout + checked.stderr
-    assert "Configuration file is valid" in checked.stdout + checked.stderr
+    assert "Configuration file is valid" in output
     # Ray's own template draws a warning (a content-type on a bodiless return); ours none.
-    assert "placed after" not in checked.stdout + checked.stderr
+    assert "placed after" not in output

@@ -36,11 +36,10 @@ import argparse
 import base64
 import json
 import os
-import shutil
 import subprocess
 import tempfile
-from collections.abc import Iterator
-from contextlib import contextmanager
+from collections.abc import Callable, Iterator
+from contextlib import AbstractContextManager, contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -49,12 +48,12 @@ import numpy as np
 import tritonclient.grpc as grpcclient
 from models import build_iris  # bench/models.py: the example model, built here
 from server_bench import (
-    BENCH,
     IRIS_ROW,
     REPO,
     free_port,
+    kserve,
     log,
-    peer_python,
+    mlserver,
     process,
     rayship_yaml,
     reference,
@@ -177,48 +176,12 @@ def rayship(workdir: Path, yaml_file: Path, haproxy: bool) -> Iterator[str]:
 
 
 @contextmanager
-def kserve(workdir: Path, model_file: Path) -> Iterator[str]:
-    """KServe's model server with its gRPC server on; yields its gRPC address."""
-    port, grpc_port = free_port(), free_port()
-    command = [
-        str(peer_python("kserve")),
-        str(BENCH / "peers" / "kserve_server.py"),
-        *("--model_name", "iris", "--model_path", str(model_file)),
-        *("--http_port", str(port), "--grpc_port", str(grpc_port), "--enable_grpc", "true"),
-        *("--enable_latency_logging", "false", "--configure_logging", "false"),
-    ]
-    with process("kserve", command, dict(os.environ), workdir) as child:
-        wait_ready(f"http://127.0.0.1:{port}/v2/models/iris/ready", child)
-        yield f"127.0.0.1:{grpc_port}"
-
-
-@contextmanager
-def mlserver(workdir: Path, model_file: Path) -> Iterator[str]:
-    """MLServer with one worker, as bench/server_bench.py runs it; yields its gRPC address."""
-    port, grpc_port = free_port(), free_port()
-    root = workdir / "mlserver"
-    model = root / "iris"
-    model.mkdir(parents=True, exist_ok=True)
-    shutil.copy(BENCH / "peers" / "mlserver_model.py", model / "mlserver_model.py")
-    settings = {
-        "http_port": port,
-        "grpc_port": grpc_port,
-        "metrics_port": free_port(),
-        "host": "127.0.0.1",
-        "parallel_workers": 1,
-        "metrics_endpoint": None,
-        "debug": False,
-    }
-    (root / "settings.json").write_text(json.dumps(settings))
-    model_settings = {
-        "name": "iris",
-        "implementation": "mlserver_model.OnnxModel",
-        "parameters": {"uri": str(model_file)},
-    }
-    (model / "model-settings.json").write_text(json.dumps(model_settings))
-    command = [str(peer_python("mlserver").parent / "mlserver"), "start", str(root)]
-    with process("mlserver", command, dict(os.environ), model) as child:
-        wait_ready(f"http://127.0.0.1:{port}/v2/models/iris/ready", child)
+def peer(
+    start: Callable[..., AbstractContextManager[str]], workdir: Path, model_file: Path
+) -> Iterator[str]:
+    """A peer as bench/server_bench.py starts it, with its gRPC server on; yields that address."""
+    grpc_port = free_port()
+    with start(workdir, model_file, grpc_port):
         yield f"127.0.0.1:{grpc_port}"
 
 
@@ -256,9 +219,9 @@ def one_round(workdir: Path, seconds: float) -> list[Figure]:
     proto = service_proto(workdir)
     label = reference(model_file, {"input": np.array([IRIS_ROW], dtype=np.float32)})["label"]
     figures: list[Figure] = []
-    with kserve(workdir, model_file) as address:
+    with peer(kserve, workdir, model_file) as address:
         figures += measure([Setup("kserve", address)], seconds, proto, label)
-    with mlserver(workdir, model_file) as address:
+    with peer(mlserver, workdir, model_file) as address:
         figures += measure([Setup("mlserver", address)], seconds, proto, label)
     with rayship(workdir, yaml_file, haproxy=True) as address:
         setups = [

@@ -406,7 +406,9 @@ def rayship(workdir: Path, yamls: list[Path], optimized: bool) -> Iterator[str]:
 
 
 @contextmanager
-def kserve(workdir: Path, model_file: Path) -> Iterator[str]:
+def kserve(workdir: Path, model_file: Path, grpc_port: int | None = None) -> Iterator[str]:
+    """KServe's model server; yields its base URL. Its gRPC server runs on `grpc_port` when
+    one is given (bench/grpc_bench.py), else not at all."""
     port = free_port()
     command = [
         str(peer_python("kserve")),
@@ -418,9 +420,9 @@ def kserve(workdir: Path, model_file: Path) -> Iterator[str]:
         "--http_port",
         str(port),
         "--grpc_port",
-        str(free_port()),
+        str(grpc_port or free_port()),
         "--enable_grpc",
-        "false",
+        "true" if grpc_port else "false",
         "--enable_latency_logging",
         "false",
         "--configure_logging",
@@ -432,7 +434,9 @@ def kserve(workdir: Path, model_file: Path) -> Iterator[str]:
 
 
 @contextmanager
-def mlserver(workdir: Path, model_file: Path) -> Iterator[str]:
+def mlserver(workdir: Path, model_file: Path, grpc_port: int | None = None) -> Iterator[str]:
+    """MLServer with one worker; yields its base URL. Its gRPC server listens on `grpc_port`
+    (bench/grpc_bench.py), or on a free port nobody calls."""
     port = free_port()
     root = workdir / "mlserver"
     model = root / "iris"
@@ -440,7 +444,7 @@ def mlserver(workdir: Path, model_file: Path) -> Iterator[str]:
     shutil.copy(BENCH / "peers" / "mlserver_model.py", model / "mlserver_model.py")
     settings = {
         "http_port": port,
-        "grpc_port": free_port(),
+        "grpc_port": grpc_port or free_port(),
         "metrics_port": free_port(),
         "host": "127.0.0.1",
         "parallel_workers": 1,

@@ -406,15 +406,17 @@ def rayship(workdir: Path, yamls: list[Path], optimized: bool) -> Iterator[str]:
 
 
 @contextmanager
-def kserve(workdir: Path, model_file: Path, grpc_port: int | None = None) -> Iterator[str]:
-    """KServe's model server; yields its base URL. Its gRPC server runs on `grpc_port` when
-    one is given (bench/grpc_bench.py), else not at all."""
+def kserve(
+    workdir: Path, model_file: Path, grpc_port: int | None = None, model_name: str = "iris"
+) -> Iterator[str]:
+    """KServe's model server serving `model_file` as `model_name`; yields its base URL. Its
+    gRPC server runs on `grpc_port` when one is given (bench/grpc_bench.py), else not at all."""
     port = free_port()
     command = [
         str(peer_python("kserve")),
         str(BENCH / "peers" / "kserve_server.py"),
         "--model_name",
-        "iris",
+        model_name,
         "--model_path",
         str(model_file),
         "--http_port",
@@ -429,17 +431,19 @@ def kserve(workdir: Path, model_file: Path, grpc_port: int | None = None) -> Ite
         "false",
     ]
     with process("kserve", command, dict(os.environ), workdir) as child:
-        wait_ready(f"http://127.0.0.1:{port}/v2/models/iris/ready", child)
+        wait_ready(f"http://127.0.0.1:{port}/v2/models/{model_name}/ready", child)
         yield f"http://127.0.0.1:{port}"
 
 
 @contextmanager
-def mlserver(workdir: Path, model_file: Path, grpc_port: int | None = None) -> Iterator[str]:
-    """MLServer with one worker; yields its base URL. Its gRPC server listens on `grpc_port`
-    (bench/grpc_bench.py), or on a free port nobody calls."""
+def mlserver(
+    workdir: Path, model_file: Path, grpc_port: int | None = None, model_name: str = "iris"
+) -> Iterator[str]:
+    """MLServer with one worker serving `model_file` as `model_name`; yields its base URL. Its
+    gRPC server listens on `grpc_port` (bench/grpc_bench.py), or on a free port nobody calls."""
     port = free_port()
     root = workdir / "mlserver"
-    model = root / "iris"
+    model = root / model_name
     model.mkdir(parents=True, exist_ok=True)
     shutil.copy(BENCH / "peers" / "mlserver_model.py", model / "mlserver_model.py")
     settings = {
@@ -455,7 +459,7 @@ def mlserver(workdir: Path, model_file: Path, grpc_port: int | None = None) -> I
     (model / "model-settings.json").write_text(
         json.dumps(
             {
-                "name": "iris",
+                "name": model_name,
                 "implementation": "mlserver_model.OnnxModel",
                 "parameters": {"uri": str(model_file)},
             }
@@ -464,7 +468,7 @@ def mlserver(workdir: Path, model_file: Path, grpc_port: int | None = None) -> I
     mlserver_bin = peer_python("mlserver").parent / "mlserver"
     command = [str(mlserver_bin), "start", str(root)]
     with process("mlserver", command, dict(os.environ), model) as child:
-        wait_ready(f"http://127.0.0.1:{port}/v2/models/iris/ready", child)
+        wait_ready(f"http://127.0.0.1:{port}/v2/models/{model_name}/ready", child)
         yield f"http://127.0.0.1:{port}"
 
 

@@ -12,9 +12,10 @@ Layout under the cache directory:
   and retired folders. Keeping them out of the version tree means no version or prefix name can
   collide with them; buckets never start with a dot, so `.rayship` is never a bucket.
 
-Refreshing a version downloads only the objects whose ETag or size changed; unchanged files are
-hard-linked from the current copy into the staging folder, which is why staging lives in the
-cache directory (one filesystem) rather than in the system's temporary directory.
+Refreshing a version downloads only the objects whose ETag or size changed, handing them all to
+the downloader at once so it can fetch them concurrently; unchanged files are hard-linked from
+the current copy into the staging folder, which is why staging lives in the cache directory
+(one filesystem) rather than in the system's temporary directory.
 """
 
 from __future__ import annotations
@@ -26,7 +27,7 @@ import logging
 import os
 import shutil
 import tempfile
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -40,6 +41,9 @@ _WORK_DIR = ".rayship"
 _LOCK_NAME = "lock"
 
 _log = logging.getLogger(__name__)
+
+Download = Callable[[Sequence[tuple[ObjectEntry, Path]]], None]
+"""Fetches objects of a version, each to its target file (see `S3Prefix.download`)."""
 
 
 @dataclass(frozen=True)
@@ -87,11 +91,12 @@ class CacheSlot:
             return None
         return entries if sizes_match else None
 
-    def sync(self, entries: list[ObjectEntry], download: Callable[[str, Path], None]) -> None:
+    def sync(self, entries: list[ObjectEntry], download: Download) -> None:
         """Make the cached copy match `entries`, downloading only what changed (lock held).
 
-        `download(key, target)` fetches one object. When anything fails, the previous copy (if
-        any) stays as it was.
+        `download(wanted)` fetches every `(entry, target file)` it is given, in one call so it
+        can fetch them all at once. When anything fails, the previous copy (if any) stays as it
+        was.
         """
         if any(entry.key == MANIFEST_NAME for entry in entries):
             raise StorageError(
@@ -105,15 +110,8 @@ class CacheSlot:
             return
         staging = Path(tempfile.mkdtemp(prefix="staging-", dir=self.work))
         try:
-            downloaded = 0
-            for entry in entries:
-                target = staging / entry.key
-                target.parent.mkdir(parents=True, exist_ok=True)
-                if cached.get(entry.key) == entry:
-                    os.link(self.folder / entry.key, target)
-                else:
-                    download(entry.key, target)
-                    downloaded += 1
+            missing = self._link_unchanged(staging, entries, cached)
+            download(missing)
             manifest = {"uri": self.uri, "objects": [asdict(entry) for entry in entries]}
             (staging / MANIFEST_NAME).write_text(json.dumps(manifest, indent=1), encoding="utf-8")
             self._install(staging)
@@ -124,9 +122,24 @@ class CacheSlot:
             "fetched %s into %s: %d objects downloaded, %d unchanged",
             self.uri,
             self.folder,
-            downloaded,
-            len(entries) - downloaded,
+            len(missing),
+            len(entries) - len(missing),
         )
+
+    def _link_unchanged(
+        self, staging: Path, entries: list[ObjectEntry], cached: dict[str, ObjectEntry]
+    ) -> list[tuple[ObjectEntry, Path]]:
+        """Hard-link the unchanged files of the current copy into `staging` and make the
+        folders of the others; return those others with their targets, to be downloaded."""
+        missing = []
+        for entry in entries:
+            target = staging / entry.key
+            target.parent.mkdir(parents=True, exist_ok=True)
+            if cached.get(entry.key) == entry:
+                os.link(self.folder / entry.key, target)
+            else:
+                missing.append((entry, target))
+        return missing
 
     def _install(self, staging: Path) -> None:
         """Put `staging` in place of the version folder, with a rename for each step."""

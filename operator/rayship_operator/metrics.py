@@ -24,6 +24,9 @@ from rayship.conditions import Event, Phase, Reason
 # From a warm rollback (about a second) to a large model on a new GPU node (minutes).
 READY_BUCKETS = (0.5, 1, 2, 5, 10, 20, 30, 60, 120, 300, 600, 1800)
 RECONCILE_BUCKETS = (0.01, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60)
+# A Serve config is about 0.9 KB a model version (`bench/scale_bench.py`): one model to 10,000.
+CONFIG_BYTES_BUCKETS = tuple(2**power for power in range(10, 25, 2))  # 1 KiB to 16 MiB
+CONFIG_WRITE_BUCKETS = (0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30)
 OBJECT = ("namespace", "modeldeployment")
 
 
@@ -83,6 +86,21 @@ class OperatorMetrics:
             ["cluster"],
             registry=registry,
         )
+        self.config_write_bytes = Histogram(
+            "rayship_operator_config_write_bytes",
+            "Size of each Serve config written (the PUT's JSON body): it grows with the model "
+            "versions on the cluster, and Serve parses and applies all of it on every write.",
+            ["cluster"],
+            buckets=CONFIG_BYTES_BUCKETS,
+            registry=registry,
+        )
+        self.config_write_seconds = Histogram(
+            "rayship_operator_config_write_duration_seconds",
+            "How long each Serve config PUT took, until the dashboard answered.",
+            ["cluster"],
+            buckets=CONFIG_WRITE_BUCKETS,
+            registry=registry,
+        )
         self.config_holds = Counter(
             "rayship_operator_config_writes_held",
             "Serve configs held back because a Serve build they would restart was running.",
@@ -100,6 +118,12 @@ class OperatorMetrics:
         """One reconcile ended after `seconds`."""
         self.reconciles.labels("ok" if ok else "error").inc()
         self.reconcile_seconds.observe(seconds)
+
+    def config_written(self, cluster: str, size: int, seconds: float) -> None:
+        """A Serve config of `size` bytes was PUT to `cluster` in `seconds`."""
+        self.config_writes.labels(cluster).inc()
+        self.config_write_bytes.labels(cluster).observe(size)
+        self.config_write_seconds.labels(cluster).observe(seconds)
 
     def events(self, namespace: str, name: str, events: tuple[Event, ...]) -> None:
         """Count what a reconcile's Events say happened."""

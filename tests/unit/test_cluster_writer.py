@@ -72,6 +72,15 @@ def test_a_kept_model_is_sent_again_exactly_as_it_runs() -> None:
     assert as_json(compose([IRIS], kept=kept)) == as_json(both)  # 2 == 2.0, but not in JSON
 
 
+def test_every_model_is_kept_at_once_as_after_an_operator_restart() -> None:
+    """A restarted operator's first write keeps every model but its own: each kept model gets
+    its own applications and the config is the one the cluster runs."""
+    both = compose([IRIS, WINE])
+    kept = kept_models(running(both), server_of(both), ["wine", "iris"])
+    assert [model.model_name for model in kept] == ["iris", "wine"]
+    assert as_json(compose([], kept=kept)) == as_json(both)
+
+
 def test_the_apps_of_a_split_are_kept_in_the_order_of_its_table() -> None:
     both = compose([IRIS, WINE])
     shuffled = dict(reversed(running(both).items()))

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import urllib.request
 
+import pytest
+
 from controlplane.cluster import free_port
 from rayship.conditions import Event, Reason
 from rayship_operator.metrics import OperatorMetrics
@@ -68,3 +70,15 @@ def test_the_registry_is_served_over_http() -> None:
     with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=10) as answer:
         text = answer.read().decode()
     assert 'rayship_operator_config_writes_total{cluster="http://ray-head:8265"} 1.0' in text
+
+
+def test_config_writes_are_counted_sized_and_timed_per_cluster() -> None:
+    metrics = OperatorMetrics()
+    cluster = {"cluster": "http://ray-head:8265"}
+    metrics.config_written("http://ray-head:8265", 3000, 0.02)
+    metrics.config_written("http://ray-head:8265", 5000, 0.04)
+    assert value(metrics, "rayship_operator_config_writes_total", **cluster) == 2
+    assert value(metrics, "rayship_operator_config_write_bytes_sum", **cluster) == 8000
+    assert value(metrics, "rayship_operator_config_write_bytes_count", **cluster) == 2
+    seconds = "rayship_operator_config_write_duration_seconds_sum"
+    assert value(metrics, seconds, **cluster) == pytest.approx(0.06)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import gc
 import json
 from typing import Any
 
@@ -258,3 +259,19 @@ def test_secret_values_travel_only_in_the_runtime_env() -> None:
     app = apps(compose([model]))["iris@1"]
     assert "t0ken" not in json.dumps({**app, "runtime_env": None})
     assert app["runtime_env"]["env_vars"]["TOKEN"] == "t0ken"
+
+
+@pytest.mark.parametrize("enabled", [True, False], ids=["collector-on", "collector-off"])
+def test_compose_leaves_the_garbage_collector_as_it_found_it(enabled: bool) -> None:
+    """compose pauses the cyclic collector while it builds the config (its cost grew faster
+    than the models without), and hands it back on or off as it was, even when it raises."""
+    was = gc.isenabled()
+    try:
+        (gc.enable if enabled else gc.disable)()
+        compose([routing("iris", ["1"], [("1", 100)])])
+        assert gc.isenabled() is enabled
+        with pytest.raises(AttributeError):
+            compose([None])  # type: ignore[list-item]
+        assert gc.isenabled() is enabled
+    finally:
+        (gc.enable if was else gc.disable)()

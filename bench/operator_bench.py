@@ -150,60 +150,123 @@ def restarted(before: dict[str, frozenset[str]], after: dict[str, frozenset[str]
     return sum(len(after.get(app, frozenset()) - ids) for app, ids in before.items())
 
 
-def one_round(stack: Stack, uri: str, name: str) -> Round:
-    """Apply a fresh ModelDeployment, time every step under load, then delete it."""
-    results: list[Measured] = []
+@dataclass(frozen=True)
+class Move:
+    """One `kubectl patch` under load: the spec it merges, the versions that answer after it,
+    how long it may take, and the status fields that show it done."""
+
+    step: Step
+    spec: dict[str, Any]
+    versions: frozenset[str]
+    timeout_s: float
+    status: dict[str, Any]
+
+
+MOVES = (
+    Move(
+        COLD, {"model": {"version": "2"}}, frozenset({"2"}), COLD_TIMEOUT_S, {"activeVersion": "2"}
+    ),
+    Move(
+        ROLLBACK,
+        {"model": {"version": "1"}},
+        frozenset({"1"}),
+        WARM_TIMEOUT_S,
+        {"activeVersion": "1"},
+    ),
+    Move(
+        FORWARD,
+        {"model": {"version": "2"}},
+        frozenset({"2"}),
+        WARM_TIMEOUT_S,
+        {"activeVersion": "2"},
+    ),
+    Move(
+        CANARY_ON,
+        {"rollout": {"canary": {"version": "1", "percent": 50}}},
+        frozenset({"1", "2"}),
+        WARM_TIMEOUT_S,
+        {"activeVersion": "2", "canaryVersion": "1"},
+    ),
+    Move(
+        CANARY_OFF,
+        {"rollout": {"canary": None}},
+        frozenset({"2"}),
+        WARM_TIMEOUT_S,
+        {"activeVersion": "2", "canaryVersion": None},
+    ),
+)
+
+
+def apply_until_ready(stack: Stack, uri: str, name: str, **spec: Any) -> list[Measured]:
+    """Apply a fresh ModelDeployment of version 1 (`spec` merged into its spec) and time it
+    to Ready and to its first answer."""
     with stack.watch_status(name) as watcher:
         applied = time.monotonic()
-        stack.apply(stack.model_deployment(name, uri, "1"))
+        stack.apply(stack.model_deployment(name, uri, "1", **spec))
         answered = first_answer(stack.serve.address, name, COLD_TIMEOUT_S)
         ready = watcher.wait_ready(applied, COLD_TIMEOUT_S)
-    results += [
-        Measured(APPLY_READY, ready - applied),
-        Measured(APPLY_ANSWER, answered - applied),
-    ]
     log(f"{name}: Ready after {ready - applied:.2f} s, first answer {answered - applied:.2f} s")
-    moves: list[tuple[Step, dict[str, Any], set[str], float, dict[str, Any]]] = [
-        (COLD, {"model": {"version": "2"}}, {"2"}, COLD_TIMEOUT_S, {"activeVersion": "2"}),
-        (ROLLBACK, {"model": {"version": "1"}}, {"1"}, WARM_TIMEOUT_S, {"activeVersion": "1"}),
-        (FORWARD, {"model": {"version": "2"}}, {"2"}, WARM_TIMEOUT_S, {"activeVersion": "2"}),
-        (
-            CANARY_ON,
-            {"rollout": {"canary": {"version": "1", "percent": 50}}},
-            {"1", "2"},
-            WARM_TIMEOUT_S,
-            {"activeVersion": "2", "canaryVersion": "1"},
-        ),
-        (
-            CANARY_OFF,
-            {"rollout": {"canary": None}},
-            {"2"},
-            WARM_TIMEOUT_S,
-            {"activeVersion": "2", "canaryVersion": None},
-        ),
-    ]
+    return [Measured(APPLY_READY, ready - applied), Measured(APPLY_ANSWER, answered - applied)]
+
+
+def moves_under_load(stack: Stack, name: str) -> Round:
+    """Every move of MOVES in turn on `name` (serving version 1), timed under steady load."""
+    results: list[Measured] = []
     with SteadyLoad(stack.serve.address, name) as load:
         load.wait_moved(0.0, {"1"}, WARM_TIMEOUT_S)
-        for step, spec, versions, timeout_s, status in moves:
+        for move in MOVES:
             before = stack.serve.replica_ids(name)
             since = time.monotonic()
-            seconds = stack.move_traffic(name, load, spec, versions, timeout_s, **status)
+            seconds = stack.move_traffic(
+                name, load, move.spec, set(move.versions), move.timeout_s, **move.status
+            )
             failures = load.failures(since)
             started = restarted(before, stack.serve.replica_ids(name))
-            results.append(Measured(step, seconds, len(failures), started))
+            results.append(Measured(move.step, seconds, len(failures), started))
             first = f" (first: {failures[0].error})" if failures else ""
             log(
-                f"{name}: {step.label}: {seconds:.2f} s, {len(failures)} failed{first}, "
+                f"{name}: {move.step.label}: {seconds:.2f} s, {len(failures)} failed{first}, "
                 f"{started} restarted"
             )
-    done = Round(results, len(load.answers), len(load.failures()))
-    log(f"{name}: {done.sent} requests sent under load, {done.failed} failed")
-    # The operator's finalizer removes the applications: wait for it, however long it takes
-    # (it has taken over a minute on a busy machine), so rounds never overlap.
+    return Round(results, len(load.answers), len(load.failures()))
+
+
+def delete(stack: Stack, *names: str) -> None:
+    """Delete ModelDeployments and wait until they are gone.
+
+    The operator's finalizer removes the applications: wait for it, however long it takes
+    (it has taken over a minute on a busy machine), so what the bench does next never overlaps.
+    """
     stack.plane.kubectl(
-        "-n", stack.namespace, "delete", "md", name, "--timeout=170s", timeout=COLD_TIMEOUT_S
+        "-n", stack.namespace, "delete", "md", *names, "--timeout=170s", timeout=COLD_TIMEOUT_S
     )
+
+
+def one_round(stack: Stack, uri: str, name: str, **spec: Any) -> Round:
+    """Apply a fresh ModelDeployment, time every step under load, then delete it."""
+    ready = apply_until_ready(stack, uri, name, **spec)
+    moved = moves_under_load(stack, name)
+    done = Round(ready + moved.steps, moved.sent, moved.failed)
+    log(f"{name}: {done.sent} requests sent under load, {done.failed} failed")
+    delete(stack, name)
     return done
+
+
+@contextmanager
+def iris_stack(prefix: str) -> Iterator[tuple[Stack, str]]:
+    """`real_parts` in a fresh folder, with the iris versions 1 and 2 in S3 under the URI it
+    yields beside the stack; the folder goes afterwards unless the bench failed (the
+    operator's log is in it)."""
+    workdir = Path(tempfile.mkdtemp(prefix=prefix))
+    try:
+        with real_parts(workdir) as stack:
+            uri = f"s3://{stack.s3.new_bucket()}/iris"
+            stack.upload_iris(uri, ("1", "2"))
+            yield stack, uri
+    except BaseException:
+        log(f"failed; its files (the operator's log among them) are kept in {workdir}")
+        raise
+    shutil.rmtree(workdir, ignore_errors=True)
 
 
 def table(rounds: list[Round]) -> str:
@@ -235,19 +298,11 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--repeat", type=int, default=3, help="rounds of every step")
     args = parser.parse_args()
-    workdir = Path(tempfile.mkdtemp(prefix="rayship-operator-bench-"))
-    try:
-        with real_parts(workdir) as stack:
-            uri = f"s3://{stack.s3.new_bucket()}/iris"
-            stack.upload_iris(uri, ("1", "2"))
-            rounds = []
-            for index in range(1, args.repeat + 1):
-                log(f"round {index} of {args.repeat}")
-                rounds.append(one_round(stack, uri, f"iris-{index}"))
-    except BaseException:
-        log(f"failed; its files (the operator's log among them) are kept in {workdir}")
-        raise
-    shutil.rmtree(workdir, ignore_errors=True)
+    with iris_stack("rayship-operator-bench-") as (stack, uri):
+        rounds = []
+        for index in range(1, args.repeat + 1):
+            log(f"round {index} of {args.repeat}")
+            rounds.append(one_round(stack, uri, f"iris-{index}"))
     print(f"\n### Rollout timings ({args.repeat} rounds, iris ONNX)\n")
     print(table(rounds))
     return 0

@@ -5,6 +5,10 @@ hands every request to `serve_http`, which reads the body under a size limit (th
 `PredictorSettings.max_request_bytes`, passed in), parses the binary-extension header and the
 `Prefer` header (RFC 7240's `respond-async` and `wait`), dispatches the resulting `Call`, and
 turns any failure into a V2 error body.
+
+A body that arrives in several chunks is joined into one `bytes`, its one copy here; the join
+also lays it out so that its binary tensor data starts aligned (`join_aligned`), which lets the
+codec hand runtimes views of it rather than copies.
 """
 
 from __future__ import annotations
@@ -40,6 +44,10 @@ class UnsupportedEncoding(InferenceError):
 
     status = 415
 
+
+ALIGNMENT = 8
+"""The largest item size of a V2 numeric datatype. A `bytes` object's data is 16-byte aligned in
+CPython, so binary data starting a multiple of this into the body is aligned for every dtype."""
 
 DECODERS = {"gzip": 16 + zlib.MAX_WBITS, "deflate": zlib.MAX_WBITS, "x-gzip": 16 + zlib.MAX_WBITS}
 """zlib window settings per `Content-Encoding`: gzip's header and trailer, or zlib's (HTTP's
@@ -88,8 +96,9 @@ def async_wait(prefer_headers: list[str]) -> float | None:
     return float(wait) if wait.isascii() and wait.isdigit() else 0.0
 
 
-async def read_body(request: Request, limit: int) -> bytes:
-    """The request body, refused early when it announces or reaches more than `limit` bytes."""
+async def read_chunks(request: Request, limit: int) -> list[bytes]:
+    """The request body as it arrived, refused early when it announces or reaches more than
+    `limit` bytes."""
     declared = request.headers.get("content-length")
     if declared is not None and declared.isdigit() and int(declared) > limit:
         raise PayloadTooLarge(f"request body of {declared} bytes exceeds {limit} bytes")
@@ -100,7 +109,41 @@ async def read_body(request: Request, limit: int) -> bytes:
         if size > limit:
             raise PayloadTooLarge(f"request body exceeds {limit} bytes")
         chunks.append(chunk)
-    return b"".join(chunks)
+    return chunks
+
+
+def join_aligned(chunks: list[bytes], header_length: int | None) -> tuple[bytes, int | None]:
+    """One body from `chunks` and its header length, with up to ALIGNMENT - 1 spaces after the
+    JSON header so that the binary data after it starts aligned.
+
+    JSON allows whitespace after a value, so the header says the same. Only a body in several
+    chunks is laid out so: its join copies every byte anyway, while a body in one chunk is used
+    as it came, and the codec copies what of it is misaligned (no dearer than a join). Before,
+    every binary tensor at an odd offset reached the runtime misaligned, which ONNX Runtime took
+    3-6.5 ms over for a 10 MB batch against 0.15 ms aligned.
+    """
+    pad = -(header_length or 0) % ALIGNMENT
+    size = sum(len(chunk) for chunk in chunks)
+    if len(chunks) == 1 or header_length is None or not pad or header_length > size:
+        # (A header length past the end is refused by the codec, which names both lengths.)
+        return b"".join(chunks), header_length
+    head, tail = _split(chunks, header_length)
+    return b"".join([*head, b" " * pad, *tail]), header_length + pad
+
+
+def _split(chunks: list[bytes], offset: int) -> tuple[list[memoryview], list[memoryview]]:
+    """Views of the first `offset` bytes of `chunks` and of the rest, without copying."""
+    views = [memoryview(chunk) for chunk in chunks]
+    for index, view in enumerate(views):
+        if offset <= len(view):
+            return [*views[:index], view[:offset]], [view[offset:], *views[index + 1 :]]
+        offset -= len(view)
+    return views, []
+
+
+def encoding_name(encoding: str | None) -> str:
+    """A `Content-Encoding` value as DECODERS names it; `identity` when there is none."""
+    return (encoding or "identity").strip().lower()
 
 
 def decode_body(body: bytes, encoding: str | None, limit: int) -> bytes:
@@ -109,7 +152,7 @@ def decode_body(body: bytes, encoding: str | None, limit: int) -> bytes:
     tritonclient compresses requests when asked (`request_compression_algorithm`); the limit
     holds after decompression, so a small compressed body cannot expand into gigabytes.
     """
-    name = (encoding or "identity").strip().lower()
+    name = encoding_name(encoding)
     if name == "identity":
         return body
     if name not in DECODERS:
@@ -164,15 +207,12 @@ async def serve_http(
 ) -> Response:
     """Run one HTTP request through `dispatch`, mapping every failure to a V2 error body."""
     try:
-        body = b""
-        if request.method in ("POST", "PUT"):
-            raw = await read_body(request, body_limit)
-            body = decode_body(raw, request.headers.get("content-encoding"), body_limit)
+        body, length = await request_body(request, body_limit)
         call = Call(
             request.method,
             relative_path(request),
             body,
-            header_length(request.headers.get(HEADER_LENGTH)),
+            length,
             async_wait(request.headers.getlist("prefer")),
             request.headers.get("authorization"),
             request.headers.get("traceparent"),
@@ -187,6 +227,19 @@ async def serve_http(
     except Exception as error:
         reply = failure_reply(error, f"{request.method} {request.url.path}")
     return to_response(reply)
+
+
+async def request_body(request: Request, limit: int) -> tuple[bytes, int | None]:
+    """The body of a POST or PUT (empty otherwise), decompressed or aligned, and its
+    Inference-Header-Content-Length."""
+    length = header_length(request.headers.get(HEADER_LENGTH))
+    if request.method not in ("POST", "PUT"):
+        return b"", length
+    chunks = await read_chunks(request, limit)
+    encoding = request.headers.get("content-encoding")
+    if encoding_name(encoding) == "identity":
+        return join_aligned(chunks, length)
+    return decode_body(b"".join(chunks), encoding, limit), length
 
 
 def failure_reply(error: Exception, serving: str) -> Reply:

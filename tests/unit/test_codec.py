@@ -36,6 +36,7 @@ SAMPLES: dict[str, np.ndarray] = {
     "BYTES": np.array([[b"a", b"", "é".encode()], [b"x" * 300, b"\x00\x01", b"zz"]], dtype=object),
 }
 DATATYPES = sorted(SAMPLES)
+SIZE_48 = {"binary_data_size": 48}
 NOT_UTF8 = np.array([b"\xff\xfe", b"ok", b"\x80"], dtype=object)
 
 
@@ -121,13 +122,22 @@ def test_binary_bytes_input_keeps_bytes_that_are_not_utf8() -> None:
     assert request.inputs["s"].tolist() == NOT_UTF8.tolist()
 
 
-def test_binary_inputs_are_read_only_views_of_the_body() -> None:
-    body, header_length = client_request({"x": (SAMPLES["FP32"], True)})
+@pytest.mark.parametrize("spaces", range(8))
+def test_binary_inputs_are_read_only_aligned_and_views_where_the_body_allows(spaces: int) -> None:
+    """Each offset of FP64 data (8-byte items) from the body's start: a view where aligned, an
+    aligned copy elsewhere, read-only either way, the same bits both ways."""
+    sample = SAMPLES["FP64"]
+    header = orjson.dumps(one_input(datatype="FP64", shape=[2, 3], parameters=SIZE_48))
+    body = header + b" " * spaces + sample.tobytes()
+    header_length = len(header) + spaces
 
     array = codec.decode_request(body, header_length).inputs["x"]
 
+    start = np.frombuffer(body, dtype=np.uint8).ctypes.data + header_length
+    assert array.flags.aligned
     assert not array.flags.writeable
-    assert np.shares_memory(array, np.frombuffer(body, dtype=np.uint8))
+    assert np.shares_memory(array, np.frombuffer(body, dtype=np.uint8)) == (start % 8 == 0)
+    assert_same("FP64", array, sample)
 
 
 def test_json_and_binary_inputs_mix_and_keep_request_order() -> None:

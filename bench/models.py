@@ -1,9 +1,11 @@
-"""Models for bench/server_bench.py, built deterministically (fixed seed, no downloads).
+"""Models for the benches, built deterministically (fixed seed, no downloads).
 
 - iris: the example ONNX classifier (examples/build_models.py), a microsecond-scale model
   where the serving overhead is everything;
 - cnn: a small convolutional classifier on 3x32x32 images (two strided convolutions, then a
-  2048x4096 dense layer), heavy enough per call that stacking requests pays.
+  2048x4096 dense layer), heavy enough per call that stacking requests pays;
+- heavy: a deeper one on 3x64x64 images (eight convolutions, most at full or half resolution),
+  about 10 ms a call: a CPU-bound model for bench/cpu_models_bench.py.
 
 examples/build_models.py is a script, not a package: examples/ goes on sys.path and it imports
 as `build_models`, as in the tests. Never the repository root: its `operator/` folder would
@@ -13,6 +15,7 @@ shadow the standard library's `operator`.
 from __future__ import annotations
 
 import sys
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -26,6 +29,30 @@ CNN_INPUT = "image"
 CNN_SHAPE = (3, 32, 32)
 CNN_HIDDEN = 4096
 CNN_CLASSES = 10
+HEAVY_SHAPE = (3, 64, 64)
+
+
+@dataclass(frozen=True)
+class ConvNet:
+    """A convolutional classifier: 3x3 convolutions (out channels, stride), each with a ReLU,
+    then a dense hidden layer and a softmax over CNN_CLASSES."""
+
+    name: str
+    shape: tuple[int, int, int]
+    convs: tuple[tuple[int, int], ...]
+    hidden: int
+
+
+# The small CNN: about 0.7 ms a call on two cores, most of it the 2048x4096 dense layer.
+CNN = ConvNet("bench_cnn", CNN_SHAPE, ((16, 2), (32, 2)), CNN_HIDDEN)
+# The heavy one: about 10 ms a call, nearly all of it in full-resolution convolutions (compute
+# bound, unlike the CNN's memory-bound dense layer), with a 48 KiB binary request body.
+HEAVY = ConvNet(
+    "bench_heavy",
+    HEAVY_SHAPE,
+    ((64, 1), (64, 1), (128, 2), (128, 1), (128, 1), (256, 2), (256, 1), (256, 2)),
+    512,
+)
 
 
 def build_iris(root: Path) -> Path:
@@ -43,27 +70,41 @@ def _conv(name: str, rng: np.random.Generator, out_ch: int, in_ch: int) -> list[
     ]
 
 
-def cnn_graph(seed: int = 0) -> onnx.ModelProto:
-    """image [N,3,32,32] -> conv 3x3/2 (16) -> conv 3x3/2 (32) -> dense 4096 -> 10 -> softmax."""
+def _flat_size(net: ConvNet) -> int:
+    """Features after the convolutions (padding 1, so each stride divides height and width)."""
+    _, height, width = net.shape
+    for _, stride in net.convs:
+        height, width = -(-height // stride), -(-width // stride)
+    return net.convs[-1][0] * height * width
+
+
+def conv_graph(net: ConvNet, seed: int = 0) -> onnx.ModelProto:
+    """image [N,*shape] -> convolutions -> dense `hidden` -> CNN_CLASSES -> softmax."""
     rng = np.random.default_rng(seed)
-    flat = 32 * 8 * 8
-    dense1 = rng.normal(0, (2 / flat) ** 0.5, (flat, CNN_HIDDEN)).astype(np.float32)
-    dense2 = rng.normal(0, (1 / CNN_HIDDEN) ** 0.5, (CNN_HIDDEN, CNN_CLASSES)).astype(np.float32)
-    initializers = [
-        *_conv("conv1", rng, 16, 3),
-        *_conv("conv2", rng, 32, 16),
+    flat = _flat_size(net)
+    dense1 = rng.normal(0, (2 / flat) ** 0.5, (flat, net.hidden)).astype(np.float32)
+    dense2 = rng.normal(0, (1 / net.hidden) ** 0.5, (net.hidden, CNN_CLASSES)).astype(np.float32)
+    initializers: list[TensorProto] = []
+    nodes = []
+    previous, channels = CNN_INPUT, net.shape[0]
+    for index, (out_ch, stride) in enumerate(net.convs, start=1):
+        conv = f"conv{index}"
+        initializers += _conv(conv, rng, out_ch, channels)
+        weights = [previous, f"{conv}_w", f"{conv}_b"]
+        options = {"kernel_shape": [3, 3], "pads": [1, 1, 1, 1], "strides": [stride, stride]}
+        nodes += [
+            helper.make_node("Conv", weights, [f"c{index}"], **options),
+            helper.make_node("Relu", [f"c{index}"], [f"r{index}"]),
+        ]
+        previous, channels = f"r{index}", out_ch
+    initializers += [
         numpy_helper.from_array(dense1, "dense1_w"),
-        numpy_helper.from_array(np.zeros(CNN_HIDDEN, np.float32), "dense1_b"),
+        numpy_helper.from_array(np.zeros(net.hidden, np.float32), "dense1_b"),
         numpy_helper.from_array(dense2, "dense2_w"),
         numpy_helper.from_array(np.zeros(CNN_CLASSES, np.float32), "dense2_b"),
     ]
-    conv = {"kernel_shape": [3, 3], "pads": [1, 1, 1, 1], "strides": [2, 2]}
-    nodes = [
-        helper.make_node("Conv", [CNN_INPUT, "conv1_w", "conv1_b"], ["c1"], **conv),
-        helper.make_node("Relu", ["c1"], ["r1"]),
-        helper.make_node("Conv", ["r1", "conv2_w", "conv2_b"], ["c2"], **conv),
-        helper.make_node("Relu", ["c2"], ["r2"]),
-        helper.make_node("Flatten", ["r2"], ["f"], axis=1),
+    nodes += [
+        helper.make_node("Flatten", [previous], ["f"], axis=1),
         helper.make_node("MatMul", ["f", "dense1_w"], ["m1"]),
         helper.make_node("Add", ["m1", "dense1_b"], ["a1"]),
         helper.make_node("Relu", ["a1"], ["h"]),
@@ -73,8 +114,8 @@ def cnn_graph(seed: int = 0) -> onnx.ModelProto:
     ]
     graph = helper.make_graph(
         nodes,
-        "bench_cnn",
-        [helper.make_tensor_value_info(CNN_INPUT, TensorProto.FLOAT, ["batch", *CNN_SHAPE])],
+        net.name,
+        [helper.make_tensor_value_info(CNN_INPUT, TensorProto.FLOAT, ["batch", *net.shape])],
         [helper.make_tensor_value_info("probabilities", TensorProto.FLOAT, ["batch", CNN_CLASSES])],
         initializers,
     )
@@ -84,9 +125,19 @@ def cnn_graph(seed: int = 0) -> onnx.ModelProto:
     return model
 
 
+def build_net(root: Path, folder_name: str, net: ConvNet) -> Path:
+    """`root/<folder_name>/1/model.onnx`; returns the model folder."""
+    folder = root / folder_name / "1"
+    folder.mkdir(parents=True, exist_ok=True)
+    onnx.save(conv_graph(net), folder / "model.onnx")
+    return root / folder_name
+
+
 def build_cnn(root: Path) -> Path:
     """`root/cnn/1/model.onnx`; returns the model folder."""
-    folder = root / "cnn" / "1"
-    folder.mkdir(parents=True, exist_ok=True)
-    onnx.save(cnn_graph(), folder / "model.onnx")
-    return root / "cnn"
+    return build_net(root, "cnn", CNN)
+
+
+def build_heavy(root: Path) -> Path:
+    """`root/heavy/1/model.onnx`; returns the model folder."""
+    return build_net(root, "heavy", HEAVY)

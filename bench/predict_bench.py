@@ -7,7 +7,7 @@ call in a pool of RAYSHIP_PREDICT_THREADS threads (0: on the loop itself). This 
 replica's own data plane (`VersionDataPlane.infer`, decode -> infer -> encode) with a closed
 loop of concurrent asyncio clients, no HTTP and no Ray, so the only variable is where `infer`
 runs: inline on the loop, or in a pool of 1, 2 or 4 threads. Each is measured with ONNX
-Runtime's default intra-op threads (one per core) and with one intra-op thread per call, on:
+Runtime's intra-op threads on every core (its own default) and with one per call, on:
 
 - cnn: the CPU-bound small CNN of bench/models.py (about 1 ms a call), binary request bodies;
 - iris: the microsecond-scale iris classifier, where the hop to a thread is most of the cost.
@@ -42,7 +42,7 @@ from rayship_predictors.runtimes.loader import load_runtime
 
 BENCH = Path(__file__).resolve().parent
 POOLS = (0, 1, 2, 4)  # RAYSHIP_PREDICT_THREADS; 0 is inline, on the event loop
-INTRA_OP = (0, 1)  # spec.model.onnx.intraOpThreads; 0 lets ONNX Runtime use every core
+INTRA_OP = (os.cpu_count() or 1, 1)  # spec.model.onnx.intraOpThreads: every core, or one
 CLIENTS = 8  # concurrent requests in flight, as from a replica's router
 
 
@@ -135,7 +135,7 @@ def main() -> int:
                 rate = statistics.median(rates[intra_op, threads])
                 inline = statistics.median(rates[intra_op, 0])
                 print(
-                    f"{intra_op or 'default':>8} | {mode(threads):<8} | {rate:8,.0f} | "
+                    f"{intra_op:>8} | {mode(threads):<8} | {rate:8,.0f} | "
                     f"{rate / inline:8.2f} | {CLIENTS / rate * 1000:15.2f}"
                 )
     print(f"\nload average {os.getloadavg()[0]:.1f} at the end")

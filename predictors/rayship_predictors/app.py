@@ -132,7 +132,9 @@ class ModelVersion(InferenceService):
         local_dir = fetch_patiently(
             store, args.storage_uri, version, settings.storage_patience_seconds
         )
-        runtime = load_runtime(args.runtime, local_dir, args.use_gpu, model_name=model_name)
+        # A batched version runs one batch at a time; otherwise each predict thread runs a call.
+        concurrent_calls = 1 if args.batching is not None else max(1, settings.predict_threads)
+        runtime = load_runtime(args.runtime, local_dir, args.use_gpu, model_name, concurrent_calls)
         self.observer.metrics.loaded(time.perf_counter() - started)
         self.plane = VersionDataPlane(model_name, version, runtime, settings.predict_threads)
         self.siblings = TrafficTable(model_name, {}, ())  # live versions; traffic unused here

@@ -39,7 +39,10 @@ class PredictorSettings:
     on the threads really overlap. 4 lets a slow request and a few fast ones run side by side,
     and is the best of 1, 2 and 4 for the CPU-bound CNN in bench/predict_bench.py on 2 cores
     (1.6-2x inline with `onnx.intraOpThreads: 1`; about even with ONNX Runtime's default of a
-    thread per core, whose calls then contend for the cores). 0 runs `infer` on the event loop
+    thread per core, whose calls then contend for the cores). An ONNX model whose spec leaves
+    `intraOpThreads` unset gets the cores divided by these threads, at least one per call
+    (`runtimes.onnx.default_intra_op_threads`, chosen in bench/cpu_models_bench.py: one thread
+    a call on 2 cores, 4 on 16). 0 runs `infer` on the event loop
     itself, one call at a time: for microsecond models, whose in-process throughput the hop to
     a thread halves, although behind HTTP and Serve the difference vanished in the run's noise.
     An `async def predict` never uses the threads. `spec.maxOngoingRequests` (64 by default)
@@ -102,6 +105,13 @@ class PredictorSettings:
             ),
             metrics=env.get("RAYSHIP_METRICS", "1").strip().lower() not in ("0", "false"),
         )
+
+    def concurrent_calls(self, batched: bool) -> int:
+        """How many runtime calls a version replica runs at once: one batch at a time when
+        `batched` (Serve's batch queue), else one per predict thread (at least one: with 0
+        threads the event loop runs them one at a time). It sizes ONNX's default intra-op
+        threads."""
+        return 1 if batched else max(1, self.predict_threads)
 
     def __post_init__(self) -> None:
         if self.predict_threads < 0:

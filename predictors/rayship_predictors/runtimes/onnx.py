@@ -7,6 +7,7 @@ only checked against it, so a YAML that drifted from the export fails at load, n
 from __future__ import annotations
 
 import logging
+import os
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -18,6 +19,7 @@ from rayship.spec import RuntimeSpec, TensorDecl
 from rayship_predictors.errors import BadRequest
 from rayship_predictors.runtimes.base import TensorSpec
 from rayship_predictors.runtimes.errors import RuntimeLoadError, describe
+from rayship_predictors.settings import PredictorSettings
 from rayship_predictors.v2.codec import JSON
 from rayship_predictors.v2.datatypes import NUMPY_TO_V2
 
@@ -39,12 +41,23 @@ class OnnxRuntime:
 
     platform = "onnxruntime_onnx"
 
-    def __init__(self, model: RuntimeSpec, model_dir: Path, use_gpu: bool) -> None:
+    def __init__(
+        self,
+        model: RuntimeSpec,
+        model_dir: Path,
+        use_gpu: bool,
+        concurrent_calls: int = PredictorSettings.predict_threads,
+    ) -> None:
+        """`concurrent_calls`: how many `infer` calls the replica runs at once, which sizes the
+        default intra-op threads: its predict threads, or 1 when it runs one dynamic batch at a
+        time. The default is the default replica's: no batching, the default predict threads."""
         path = model_dir / model.onnx.file
         if not path.is_file():
             raise RuntimeLoadError(f"onnx: {model.onnx.file} not found in {model_dir}")
         options = ort.SessionOptions()
-        options.intra_op_num_threads = model.onnx.intra_op_threads  # 0: ORT picks
+        options.intra_op_num_threads = model.onnx.intra_op_threads or default_intra_op_threads(
+            concurrent_calls
+        )
         options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
         try:
             self._session = ort.InferenceSession(
@@ -58,6 +71,12 @@ class OnnxRuntime:
         _check_declared("spec.model.outputs", model.outputs, self.outputs, path)
         self._output_names = [spec.name for spec in self.outputs]
         self._bytes_inputs = {spec.name for spec in self.inputs if spec.datatype == "BYTES"}
+
+    @property
+    def intra_op_threads(self) -> int:
+        """The intra-op threads the session was made with."""
+        threads: int = self._session.get_session_options().intra_op_num_threads
+        return threads
 
     @property
     def providers(self) -> list[str]:
@@ -80,6 +99,28 @@ class OnnxRuntime:
             name: _str_to_utf8(array) if array.dtype == np.object_ else array
             for name, array in zip(self._output_names, results, strict=True)
         }
+
+
+def default_intra_op_threads(concurrent_calls: int, cpus: int | None = None) -> int:
+    """Intra-op threads for a session whose replica runs `concurrent_calls` calls at once (0
+    counts as 1: predict threads 0 run one call at a time on the event loop) on `cpus` cores (by
+    default those this process may run on): the cores shared out between the calls, at least
+    one each.
+
+    ONNX Runtime's own choice, a thread per physical core for every call, oversubscribes the
+    cores as soon as the pool runs calls side by side: on two cores the CPU-bound models of
+    bench/cpu_models_bench.py served fewer requests with it than with one thread a call. A
+    replica alone on a big node still spreads each call over its share of the cores.
+    """
+    usable = cpus or _usable_cpus()
+    return max(1, usable // max(1, concurrent_calls))
+
+
+def _usable_cpus() -> int:
+    """The cores this process may run on (its affinity where the platform tells it)."""
+    if hasattr(os, "sched_getaffinity"):
+        return len(os.sched_getaffinity(0))
+    return os.cpu_count() or 1
 
 
 def _providers(use_gpu: bool) -> list[str]:

@@ -22,7 +22,6 @@ HAPROXY = "RAY_SERVE_ENABLE_HA_PROXY"
 HAPROXY_BINARY = "RAY_SERVE_HAPROXY_BINARY_PATH"
 HAPROXY_MAXCONN = "RAY_SERVE_HAPROXY_MAXCONN"
 HAPROXY_CLIENT_TIMEOUT = "RAY_SERVE_HAPROXY_TIMEOUT_CLIENT_S"
-HAPROXY_METRICS = "RAY_SERVE_HAPROXY_METRICS_ENABLED"
 GRPC_MESSAGE_LIMIT = "RAY_SERVE_REPLICA_GRPC_MAX_MESSAGE_LENGTH"
 LOG_BUFFER = "RAY_SERVE_REQUEST_PATH_LOG_BUFFER_SIZE"
 
@@ -61,11 +60,5 @@ def serving_environment(
     env[HAPROXY_CLIENT_TIMEOUT] = current.get(HAPROXY_CLIENT_TIMEOUT) or str(
         DEFAULT_CLIENT_TIMEOUT_S
     )
-    # Serve's own ingress metrics in HAProxy mode (`serve_num_http_requests` and kin): HAProxy
-    # logs every request to a socket and Serve's HAProxy manager actor parses each line. That
-    # was 10-20% of local mode's CPU per request on iris (bench/cpu_bench.py), and Rayship's
-    # replicas already count every request by model, version and status code
-    # (`ray_rayship_inference_requests_total`). Set it to 1 for Serve's metrics too.
-    env[HAPROXY_METRICS] = current.get(HAPROXY_METRICS) or "0"
     env.update(IngressLimits.from_env(current).environment())
     return env

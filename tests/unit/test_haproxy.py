@@ -28,7 +28,6 @@ from rayship.serving_env import (
     HAPROXY,
     HAPROXY_BINARY,
     HAPROXY_MAXCONN,
-    HAPROXY_METRICS,
     THROUGHPUT_OPTIMIZED,
     serving_environment,
 )
@@ -149,11 +148,8 @@ def test_serving_environment_and_its_opt_outs() -> None:
     assert env[HAPROXY_BINARY] == "/opt/launcher"
     assert env[HAPROXY_MAXCONN] == "99"  # the caller's own setting wins
     assert IngressLimits.from_env(env) == IngressLimits()
-    assert env[HAPROXY_METRICS] == "0"  # Rayship's replicas count requests; Serve's do not
-    assert serving_environment({HAPROXY_METRICS: "1"}, "/opt/launcher")[HAPROXY_METRICS] == "1"
     no_haproxy = serving_environment({HAPROXY: "0"}, "/opt/launcher")
     assert HAPROXY_BINARY not in no_haproxy
-    assert HAPROXY_METRICS not in no_haproxy
     assert no_haproxy[THROUGHPUT_OPTIMIZED] == "1"
     assert serving_environment({THROUGHPUT_OPTIMIZED: "0"}, "/opt/launcher") == {}
 

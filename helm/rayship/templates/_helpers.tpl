@@ -92,7 +92,6 @@ pages), handles that carry every body the HTTP layer admits, replica logs flushe
 - {name: RAY_SERVE_HAPROXY_BINARY_PATH, value: /home/ray/rayship-ingress/haproxy}
 - {name: RAY_SERVE_HAPROXY_MAXCONN, value: {{ $ingress.maxConnections | quote }}}
 - {name: RAY_SERVE_HAPROXY_TIMEOUT_CLIENT_S, value: {{ $ingress.clientTimeoutSeconds | quote }}}
-- {name: RAY_SERVE_HAPROXY_METRICS_ENABLED, value: "0"}
 - {name: RAYSHIP_INGRESS_HEADER_TIMEOUT_SECONDS, value: {{ $ingress.headerTimeoutSeconds | quote }}}
 - {name: RAYSHIP_INGRESS_KEEP_ALIVE_SECONDS, value: {{ $ingress.keepAliveSeconds | quote }}}
 - {name: RAYSHIP_INGRESS_CONNECTIONS_PER_CLIENT, value: {{ $ingress.connectionsPerClient | quote }}}

@@ -35,7 +35,7 @@ from rayship.spec import StorageSpec
 from rayship.storage.errors import ModelNotFound, StorageError, StorageUnavailable
 from rayship.storage.names import LATEST, is_safe_relative_key, is_version_name
 from rayship.storage.uris import S3Location
-from rayship.storage.versions import ObjectEntry, normalize_etag
+from rayship.storage.versions import ObjectEntry
 
 if TYPE_CHECKING:
     from mypy_boto3_s3 import S3Client
@@ -160,7 +160,9 @@ class S3Prefix:
                 raise StorageError(
                     version_uri, f"{version_uri}{key} cannot be stored as a local file"
                 )
-            entries.append(ObjectEntry(key, normalize_etag(obj["ETag"]), obj["Size"]))
+            # Unquoted but not case-folded: the ETag goes back to S3 in If-Match, which compares
+            # it exactly (version digests fold case themselves).
+            entries.append(ObjectEntry(key, obj["ETag"].strip().strip('"'), obj["Size"]))
         return entries
 
     def download(
@@ -173,8 +175,9 @@ class S3Prefix:
 
         The ranged GETs of a large object name its listed ETag (`If-Match`), so an object
         rewritten since it was listed fails rather than landing as a mix of two contents under
-        its old manifest entry. The first failure cancels the rest and is raised naming its
-        object; files already written stay where they are, for the caller to discard.
+        its old manifest entry; a smaller object, one GET, is not pinned. Failures are raised in
+        the order of `wanted`, naming the object, and the first one raised cancels the transfers
+        still running; files already written stay where they are, for the caller to discard.
         """
         bucket, folder = self.location.bucket, f"{self.location.prefix}{version}/"
         with create_transfer_manager(self.client, transfer) as manager:
@@ -205,7 +208,7 @@ class _Listed(BaseSubscriber):
 
 
 def _quoted(etag: str) -> str:
-    """An ETag as S3 writes it in headers, from its normalized form."""
+    """An ETag as S3 writes it in headers, from its unquoted form."""
     return f'"{etag}"'
 
 

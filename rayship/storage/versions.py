@@ -29,7 +29,8 @@ _DIGIT_RUNS = re.compile(r"([0-9]+)")
 
 @dataclass(frozen=True)
 class ObjectEntry:
-    """One object of a version: key relative to the version folder, normalized ETag, size."""
+    """One object of a version: key relative to the version folder, ETag as listed (unquoted),
+    size."""
 
     key: str
     etag: str

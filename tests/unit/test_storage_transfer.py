@@ -174,3 +174,29 @@ def test_s3_going_away_mid_fetch_is_unavailable_and_keeps_the_cached_copy(
         _sync(slot, prefix, listed)
     assert _cached_state(slot) == before
     assert _left_in_work(slot) == []
+
+
+def test_an_etag_goes_back_to_s3_exactly_as_listed(
+    s3_server: S3Server, uri: str, tmp_path: Path
+) -> None:
+    """S3 compares If-Match exactly, so case folding would refuse every ranged GET on a store
+    whose ETags are not lowercase. moto's are, so a hook on this client's listing stands in for
+    such a store (upper-casing every listed ETag) and the GETs are checked before they go out."""
+    s3_server.upload_version(uri, "1", FILES)
+    prefix = _prefix(s3_server, uri)
+
+    def upper_case_etags(parsed: dict[str, Any], **kwargs: Any) -> None:
+        for obj in parsed.get("Contents", []):
+            obj["ETag"] = obj["ETag"].upper()
+
+    prefix.client.meta.events.register("after-call.s3.ListObjectsV2", upper_case_etags)
+    entries = prefix.objects("1")
+    listed = {entry.key: entry.etag for entry in entries}
+    assert all(etag == etag.upper() and not etag.startswith('"') for etag in listed.values())
+
+    requests = Requests(prefix)
+    with pytest.raises(StorageError):  # moto's own ETag is lowercase: it refuses the upper case
+        _sync(_slot(tmp_path, prefix), prefix)
+    ranged = [get for get in requests.gets if get["Key"].endswith("weights.bin")]
+    assert ranged
+    assert {get["IfMatch"] for get in ranged} == {f'"{listed["weights.bin"]}"'}

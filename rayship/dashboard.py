@@ -53,10 +53,7 @@ class ServeDashboard:
         if token:
             self._headers["Authorization"] = f"Bearer {token}"
 
-    def _call(
-        self, method: str, body: dict[str, Any] | None = None, timeout_s: float | None = None
-    ) -> Any:
-        data = None if body is None else json.dumps(body).encode()
+    def _call(self, method: str, data: bytes | None = None, timeout_s: float | None = None) -> Any:
         request = urllib.request.Request(
             self.address + APPLICATIONS,
             data=data,
@@ -75,9 +72,12 @@ class ServeDashboard:
             raise DashboardError(f"Ray dashboard at {self.address} unreachable: {error}") from None
         return json.loads(payload) if payload.strip() else None
 
-    def put_config(self, config: dict[str, Any]) -> None:
-        """Declaratively deploy `config`, replacing every application not in it."""
-        self._call("PUT", config)
+    def put_config(self, config: dict[str, Any]) -> int:
+        """Declaratively deploy `config`, replacing every application not in it; the size of
+        the body sent, in bytes (the operator's metrics record it)."""
+        data = json.dumps(config).encode()
+        self._call("PUT", data)
+        return len(data)
 
     def applications(self) -> dict[str, Any]:
         """The `applications` map of the Serve details (name -> status, deployments, ...)."""

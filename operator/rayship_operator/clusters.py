@@ -13,7 +13,6 @@ waiting for it instead would stall every other model on the cluster behind one b
 from __future__ import annotations
 
 import asyncio
-import json
 import logging
 import time
 from collections.abc import Iterable, Mapping
@@ -271,12 +270,6 @@ def builds_restarted(applications: dict[str, Any], config: dict[str, Any]) -> li
     return restarted
 
 
-def _body_size(config: dict[str, Any]) -> int:
-    """Bytes of the JSON body `ServeDashboard.put_config` sends for `config` (serialized
-    again: only when a config is written, not on every reconcile)."""
-    return len(json.dumps(config).encode())
-
-
 @dataclass(frozen=True)
 class Written:
     """What a `ClusterWriter.write` did: whether it sent a config or held it back until a build
@@ -373,10 +366,8 @@ class ClusterWriter:
             return Written(sent=False, deferred=True)
         restarting = tuple(restarting_apps(self._applications, config))
         started = time.monotonic()
-        await asyncio.to_thread(self.dashboard.put_config, config)
-        self.metrics.config_written(
-            self.ref.dashboard, _body_size(config), time.monotonic() - started
-        )
+        size = await asyncio.to_thread(self.dashboard.put_config, config)
+        self.metrics.config_written(self.ref.dashboard, size, time.monotonic() - started)
         return Written(sent=True, restarting=restarting)
 
 

@@ -34,8 +34,8 @@ class OnnxOptions:
 
     file: str = "model.onnx"
     intra_op_threads: int = 0
-    """Threads one ONNX Runtime call spreads over; 0: the replica's cores divided by its
-    predict threads, at least 1 (`rayship_predictors.runtimes.onnx.default_intra_op_threads`)."""
+    """ONNX Runtime's intra-op pool size; 0: sized to the replica's reserved CPUs and the calls
+    it runs at once (`rayship_predictors.runtimes.onnx.default_intra_op_threads`)."""
 
 
 @dataclass(frozen=True)

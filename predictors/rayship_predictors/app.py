@@ -26,6 +26,7 @@ from ray.serve.handle import DeploymentHandle
 from starlette.requests import Request
 from starlette.responses import Response
 
+import ray
 from ray import serve
 from rayship.contract import (
     SERVER_DEPLOYMENT,
@@ -114,6 +115,17 @@ class Batched:
     ended_ns: int
 
 
+def reserved_cpus() -> int | None:
+    """The whole CPUs Ray reserved for this process (a replica's `spec.resources.cpu`, at least
+    one when it reserved a fraction), or None when it reserved none.
+
+    They are what an ONNX session's default intra-op threads share out: replicas packed onto a
+    big node by their CPU requests would otherwise each spread their calls over all its cores.
+    """
+    reserved = float(ray.get_runtime_context().get_assigned_resources().get("CPU", 0.0))
+    return max(1, int(reserved)) if reserved > 0 else None
+
+
 class ModelVersion(InferenceService):
     """One version of a model: fetched from storage and loaded once per replica.
 
@@ -132,9 +144,14 @@ class ModelVersion(InferenceService):
         local_dir = fetch_patiently(
             store, args.storage_uri, version, settings.storage_patience_seconds
         )
-        # A batched version runs one batch at a time; otherwise each predict thread runs a call.
-        concurrent_calls = 1 if args.batching is not None else max(1, settings.predict_threads)
-        runtime = load_runtime(args.runtime, local_dir, args.use_gpu, model_name, concurrent_calls)
+        runtime = load_runtime(
+            args.runtime,
+            local_dir,
+            args.use_gpu,
+            model_name=model_name,
+            concurrent_calls=settings.concurrent_calls(batched=args.batching is not None),
+            cpus=reserved_cpus(),
+        )
         self.observer.metrics.loaded(time.perf_counter() - started)
         self.plane = VersionDataPlane(model_name, version, runtime, settings.predict_threads)
         self.siblings = TrafficTable(model_name, {}, ())  # live versions; traffic unused here

@@ -40,10 +40,11 @@ class PredictorSettings:
     and is the best of 1, 2 and 4 for the CPU-bound CNN in bench/predict_bench.py on 2 cores
     (1.6-2x inline with `onnx.intraOpThreads: 1`; about even with ONNX Runtime's default of a
     thread per core, whose calls then contend for the cores). An ONNX model whose spec leaves
-    `intraOpThreads` unset gets the cores divided by these threads, at least one per call
-    (`runtimes.onnx.default_intra_op_threads`, chosen in bench/cpu_models_bench.py: one thread
-    a call on 2 cores, 4 on 16). 0 runs `infer` on the event loop
-    itself, one call at a time: for microsecond models, whose in-process throughput the hop to
+    `intraOpThreads` unset gets an intra-op pool sized so that these threads' calls fill the
+    replica's reserved CPUs without oversubscribing them
+    (`runtimes.onnx.default_intra_op_threads`, chosen in bench/cpu_models_bench.py: no pool
+    beyond the calling thread on 2 cores). 0 runs `infer` on the event loop itself, one call at
+    a time: for microsecond models, whose in-process throughput the hop to
     a thread halves, although behind HTTP and Serve the difference vanished in the run's noise.
     An `async def predict` never uses the threads. `spec.maxOngoingRequests` (64 by default)
     bounds how many requests a replica holds, waiting for a thread or running."""

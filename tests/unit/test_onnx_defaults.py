@@ -1,6 +1,7 @@
-"""The ONNX Runtime session's intra-op threads: left unset in the spec, Rayship shares the
-replica's cores out between the calls its predict pool runs at once (bench/cpu_models_bench.py
-chose this default); set, the spec's value is what the real session gets."""
+"""The ONNX Runtime session's intra-op threads: left unset in the spec, Rayship sizes the pool
+so the calls its replica runs at once keep its cores busy without oversubscribing them
+(bench/cpu_models_bench.py chose this default); set, the spec's value is what the real session
+gets."""
 
 from __future__ import annotations
 
@@ -19,12 +20,11 @@ from rayship_predictors.settings import PredictorSettings
 @pytest.mark.parametrize(
     ("concurrent_calls", "cpus", "expected"),
     [
-        (4, 2, 1),  # the default pool on two cores: one thread a call
-        (4, 16, 4),  # a big node: each of the four calls gets a quarter of it
+        (4, 2, 1),  # four predict threads on two cores: each call on its own thread alone
+        (4, 16, 13),  # four calling threads and 12 pool threads keep 16 cores busy
         (2, 2, 1),
         (1, 2, 2),  # one call at a time uses every core
         (0, 8, 8),  # inline on the event loop: one call at a time too
-        (4, 6, 1),  # cores that do not divide evenly round down
         (8, 2, 1),  # never fewer than one
     ],
 )
@@ -61,7 +61,7 @@ def test_one_call_at_a_time_gets_every_core(
     """As a version replica loads its runtime: the calls it runs at once, through the loader."""
     folder = example_models / "iris-onnx" / "1"
     calls = settings.concurrent_calls(batched)
-    runtime = load_runtime(RuntimeSpec(format="onnx"), folder, False, "iris", calls)
+    runtime = load_runtime(RuntimeSpec(format="onnx"), folder, False, concurrent_calls=calls)
 
     assert isinstance(runtime, OnnxRuntime)
     assert runtime.intra_op_threads == len(os.sched_getaffinity(0))

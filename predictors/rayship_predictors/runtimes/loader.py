@@ -20,15 +20,18 @@ def load_runtime(
     model: RuntimeSpec,
     model_dir: Path,
     use_gpu: bool,
+    *,
     model_name: str = "model",
     concurrent_calls: int = PredictorSettings.predict_threads,
+    cpus: int | None = None,
 ) -> Runtime:
     """Load the version in `model_dir` with the runtime `model.format` names.
 
     `use_gpu` asks for CUDA; a runtime falls back to the CPU when CUDA is not usable there.
     `model_name` is the V2 model name, which a kserve model is constructed with (by default
     "model", KServe's own default name). `concurrent_calls`, how many calls the replica runs at
-    once, sizes an ONNX model's default intra-op threads.
+    once, and `cpus`, the cores it may use (by default those the process may run on), size an
+    ONNX model's default intra-op threads.
     Runtimes are imported here, when first needed, so a replica imports only its own.
     """
     if not model_dir.is_dir():
@@ -37,7 +40,9 @@ def load_runtime(
         case "onnx":
             from rayship_predictors.runtimes.onnx import OnnxRuntime
 
-            return OnnxRuntime(model, model_dir, use_gpu, concurrent_calls)
+            return OnnxRuntime(
+                model, model_dir, use_gpu, concurrent_calls=concurrent_calls, cpus=cpus
+            )
         case "pytorch":
             from rayship_predictors.runtimes.pytorch import PytorchRuntime
 

@@ -46,17 +46,20 @@ class OnnxRuntime:
         model: RuntimeSpec,
         model_dir: Path,
         use_gpu: bool,
+        *,
         concurrent_calls: int = PredictorSettings.predict_threads,
+        cpus: int | None = None,
     ) -> None:
-        """`concurrent_calls`: how many `infer` calls the replica runs at once, which sizes the
-        default intra-op threads: its predict threads, or 1 when it runs one dynamic batch at a
-        time. The default is the default replica's: no batching, the default predict threads."""
+        """`concurrent_calls`: how many `infer` calls the replica runs at once (its predict
+        threads, or 1 when it runs one dynamic batch at a time), and `cpus`, the cores it may
+        use (its CPU reservation; None: those the process may run on), size the default
+        intra-op threads. The defaults are a default replica's."""
         path = model_dir / model.onnx.file
         if not path.is_file():
             raise RuntimeLoadError(f"onnx: {model.onnx.file} not found in {model_dir}")
         options = ort.SessionOptions()
         options.intra_op_num_threads = model.onnx.intra_op_threads or default_intra_op_threads(
-            concurrent_calls
+            concurrent_calls, cpus
         )
         options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
         try:
@@ -102,18 +105,19 @@ class OnnxRuntime:
 
 
 def default_intra_op_threads(concurrent_calls: int, cpus: int | None = None) -> int:
-    """Intra-op threads for a session whose replica runs `concurrent_calls` calls at once (0
-    counts as 1: predict threads 0 run one call at a time on the event loop) on `cpus` cores (by
-    default those this process may run on): the cores shared out between the calls, at least
-    one each.
+    """The intra-op pool size for a session whose replica runs `concurrent_calls` calls at once
+    (0 counts as 1: predict threads 0 run one call at a time on the event loop) on `cpus` cores
+    (by default those this process may run on).
 
-    ONNX Runtime's own choice, a thread per physical core for every call, oversubscribes the
-    cores as soon as the pool runs calls side by side: on two cores the CPU-bound models of
-    bench/cpu_models_bench.py served fewer requests with it than with one thread a call. A
-    replica alone on a big node still spreads each call over its share of the cores.
+    A session's pool is shared by the calls running on it, and each calling thread computes
+    too, so a pool of `cpus - calls + 1` keeps `cpus` threads busy when every call runs, and
+    gives a lone call all of them. ONNX Runtime's own choice, a pool of a thread per physical
+    core, oversubscribes the cores as soon as the predict threads run calls side by side: on
+    two cores the CPU-bound models of bench/cpu_models_bench.py served more requests with no
+    pool (1, the calling thread alone) than with its choice.
     """
     usable = cpus or _usable_cpus()
-    return max(1, usable // max(1, concurrent_calls))
+    return max(1, usable - max(1, concurrent_calls) + 1)
 
 
 def _usable_cpus() -> int:

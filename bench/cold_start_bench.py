@@ -50,7 +50,7 @@ from boto3.s3.transfer import TransferConfig
 from onnx import TensorProto, helper
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from operator_bench import log, real_parts
+from operator_bench import delete, log, real_parts
 
 from e2e.conftest import Stack
 from rayship.storage import ModelStore
@@ -161,13 +161,6 @@ def apply_to_ready(stack: Stack, manifest: dict[str, Any]) -> float:
         applied = time.monotonic()
         stack.apply(manifest)
         return watcher.wait_ready(applied, NAMESPACE_TIMEOUT_S) - applied
-
-
-def delete(stack: Stack, name: str) -> None:
-    """Delete a ModelDeployment and wait until the operator has removed its applications."""
-    stack.plane.kubectl(
-        "-n", stack.namespace, "delete", "md", name, "--timeout=170s", timeout=NAMESPACE_TIMEOUT_S
-    )
 
 
 def one_round(stack: Stack, uri: str, iris_uri: str, index: int, workdir: Path) -> Round:

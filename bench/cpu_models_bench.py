@@ -142,7 +142,9 @@ def drive(server: str, url: str, model: Model, fmt: str, run: sb.Run) -> list[sb
     """Check one answer, then wrk at CONCURRENCY; figures are named `<model> <server>`."""
     body = (sb.binary_body if fmt == "binary" else sb.json_body)(models.CNN_INPUT, model.image)
     sb.check_answer(url, body, model.expected)
-    return sb.measure(f"{model.name} {server}", url, body, run.seconds, run.workdir)
+    return sb.measure(
+        f"{model.name} {server}", url, body, run.seconds, run.workdir, concurrencies=CONCURRENCY
+    )
 
 
 def run_rayship(run: sb.Run, built: list[Model], variant: Variant) -> list[sb.Figure]:
@@ -232,7 +234,6 @@ def main() -> int:
     if shutil.which("wrk") is None:
         sb.log("wrk is missing: apt-get install wrk")
         return 2
-    sb.CONCURRENCY = CONCURRENCY  # server_bench's measure() reads it
     run = sb.Run(
         seconds=args.seconds or (2.0 if args.quick else 5.0),
         parts=set(),

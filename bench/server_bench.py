@@ -239,10 +239,19 @@ def _show_error(url: str, body: Body) -> None:
         log(f"a request by hand got {error.code}: {error.read()[:500]!r}")
 
 
-def measure(server: str, url: str, body: Body, seconds: float, workdir: Path) -> list[Figure]:
+def measure(
+    server: str,
+    url: str,
+    body: Body,
+    seconds: float,
+    workdir: Path,
+    *,
+    concurrencies: tuple[int, ...] = CONCURRENCY,
+) -> list[Figure]:
+    """wrk at each of `concurrencies` after a short warm-up, one Figure each."""
     wrk(url, body, 8, min(seconds, 2.0), workdir)  # warm-up: connections, caches, JIT-less paths
     figures = []
-    for concurrency in CONCURRENCY:
+    for concurrency in concurrencies:
         result = wrk(url, body, concurrency, seconds, workdir)
         figure = Figure(
             server,

@@ -30,7 +30,7 @@ from rayship.credentials import AUTH_FIELD, env_from_field
 from rayship.dashboard import DashboardError, ServeDashboard
 from rayship.errors import CredentialsError, InvalidSpec, PortInUse, RayshipError
 from rayship.haproxy import drain_ingress, write_launcher
-from rayship.ingress import ROUTES_PATH, route_table
+from rayship.ingress import ROUTES_PATH, grpc_applications, route_table
 from rayship.manifest import ModelDeployment
 from rayship.processes import (
     ProcessEntry,
@@ -259,8 +259,12 @@ def deploy(
     config = compose(routings, http)
     dashboard.put_config(config)
     wait_running(dashboard, app_names(routings), timeout_s, stop)
+    routes = routes_of(config)
     if stop is None or not stop.is_set():
-        wait_routed(http, routes_of(config), max(deadline - time.monotonic(), 1.0), stop)
+        wait_routed(http, routes, max(deadline - time.monotonic(), 1.0), stop)
+    if http.grpc_port and (stop is None or not stop.is_set()):
+        known = set(routes.values())
+        wait_grpc_known(http, known, max(deadline - time.monotonic(), 1.0), stop)
 
 
 def routes_of(config: dict[str, Any]) -> dict[str, str]:
@@ -296,6 +300,28 @@ def wait_routed(
         if _pause(0.2, stop):
             return
         current = route_table(url)
+
+
+def wait_grpc_known(
+    http: IngressOptions,
+    apps: set[str],
+    timeout_s: float,
+    stop: threading.Event | None = None,
+) -> None:
+    """Block until Serve's gRPC proxy knows every one of `apps`, or `stop` is set: before, a
+    ModelInfer that HAProxy hands it (its backup while a new version's replica is not up there
+    yet) is answered NOT_FOUND (`rayship.ingress`)."""
+    host = "127.0.0.1" if http.host in ("0.0.0.0", "::", "") else http.host
+    address = f"{host}:{http.grpc_port}"
+    deadline = time.monotonic() + timeout_s
+    known: set[str] | None = None
+    while known is None or not apps <= known:
+        if time.monotonic() > deadline:
+            missing = sorted(apps - (known or set()))
+            raise DeployFailed(f"gRPC ingress at {address} does not know {missing} yet")
+        if _pause(0.2, stop):
+            return
+        known = grpc_applications(address)
 
 
 STOP_SIGNALS = (signal.SIGTERM, signal.SIGINT)

@@ -122,10 +122,18 @@ def submit(base: str, model: str, body: bytes, wait: int = 0, **headers: str) ->
 
 
 def result(job_url: str, pending: tuple[int, ...] = (202,)) -> tuple[int, dict[str, str], bytes]:
-    """Poll a job while it answers a `pending` status (202: still running)."""
+    """Poll a job while it answers a `pending` status (202: still running). Where the ingress
+    may answer on its own (502 in `pending`: a replica being replaced), a connection it drops
+    without an answer counts as pending too."""
     deadline = time.monotonic() + JOB_WAIT_S
     while time.monotonic() < deadline:
-        status, headers, body = call(job_url)
+        try:
+            status, headers, body = call(job_url)
+        except ConnectionError:
+            if 502 not in pending:
+                raise
+            time.sleep(0.2)
+            continue
         if status not in pending:
             return status, headers, body
         if status == 202:

@@ -69,6 +69,7 @@ from server_bench import (
     rayship_yaml,
     reference,
     wrk,
+    wrk_figure,
 )
 
 SERVERS = ("rayship", "kserve", "mlserver")  # the default; also: rayship-replica-metrics
@@ -237,14 +238,9 @@ def vegeta_report(results: Path) -> Load:
 def wrk_load(target: Target, seconds: float, concurrency: int) -> Load:
     """One wrk run (server_bench's, one thread) as a Load."""
     result = wrk(target.url, target.body, concurrency, seconds, target.workdir)
-    errors = int(result["socket_errors"] + result["status_errors"])
-    return Load(
-        int(result["requests"]) - errors,
-        errors,
-        result["requests"] / (result["duration_us"] / 1e6),
-        result["p50_us"] / 1000,
-        result["p99_us"] / 1000,
-    )
+    figure = wrk_figure("", target.body.fmt, concurrency, result)
+    answered = int(result["requests"]) - figure.errors
+    return Load(answered, figure.errors, figure.rps, figure.p50_ms, figure.p99_ms)
 
 
 def run_metered(

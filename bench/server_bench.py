@@ -239,6 +239,19 @@ def _show_error(url: str, body: Body) -> None:
         log(f"a request by hand got {error.code}: {error.read()[:500]!r}")
 
 
+def wrk_figure(server: str, fmt: str, concurrency: int, result: dict[str, float]) -> Figure:
+    """One wrk run's JSON line (`wrk`) as a Figure: req/s, p50 and p99 in ms, failed requests."""
+    return Figure(
+        server,
+        fmt,
+        concurrency,
+        result["requests"] / (result["duration_us"] / 1e6),
+        result["p50_us"] / 1000,
+        result["p99_us"] / 1000,
+        int(result["socket_errors"] + result["status_errors"]),
+    )
+
+
 def measure(
     server: str,
     url: str,
@@ -252,15 +265,8 @@ def measure(
     wrk(url, body, 8, min(seconds, 2.0), workdir)  # warm-up: connections, caches, JIT-less paths
     figures = []
     for concurrency in concurrencies:
-        result = wrk(url, body, concurrency, seconds, workdir)
-        figure = Figure(
-            server,
-            body.fmt,
-            concurrency,
-            result["requests"] / (result["duration_us"] / 1e6),
-            result["p50_us"] / 1000,
-            result["p99_us"] / 1000,
-            int(result["socket_errors"] + result["status_errors"]),
+        figure = wrk_figure(
+            server, body.fmt, concurrency, wrk(url, body, concurrency, seconds, workdir)
         )
         log(
             f"{server:<24} {body.fmt:<6} c={concurrency:<3} {figure.rps:8.0f} req/s  "

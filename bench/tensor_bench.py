@@ -56,6 +56,7 @@ from server_bench import (
     rayship_yaml,
     reference,
     wrk,
+    wrk_figure,
 )
 
 from rayship_predictors.http import join_aligned
@@ -236,13 +237,14 @@ def _one_by_one(point: Point, seconds: list[float]) -> Point:
 
 def _measured(point: Point, result: dict[str, float]) -> Point:
     """`point` with wrk's figures."""
+    figure = wrk_figure(point.server, point.fmt, point.concurrency, result)
     measured = Point(
         **{
             **asdict(point),
-            "rps": result["requests"] / (result["duration_us"] / 1e6),
-            "p50_ms": result["p50_us"] / 1000,
-            "p99_ms": result["p99_us"] / 1000,
-            "errors": int(result["socket_errors"] + result["status_errors"]),
+            "rps": figure.rps,
+            "p50_ms": figure.p50_ms,
+            "p99_ms": figure.p99_ms,
+            "errors": figure.errors,
         }
     )
     return _logged(measured)

@@ -46,6 +46,7 @@ from rayship.storage.jobs import open_job_store
 from rayship_predictors.auth import OPEN_PATHS, check_bearer
 from rayship_predictors.dataplane import Call, Outcome, Reply, VersionDataPlane
 from rayship_predictors.errors import InferenceError, NotFound
+from rayship_predictors.exclusive_ports import exclusive_grpc_ports
 from rayship_predictors.fetching import fetch_patiently
 from rayship_predictors.grpc_service import InferenceService
 from rayship_predictors.http import PayloadTooLarge, RouteTable, find_handler, serve_http
@@ -135,6 +136,7 @@ class ModelVersion(InferenceService):
     grpc_path_root = SERVER_ROUTE
 
     def __init__(self, args: VersionArgs) -> None:
+        exclusive_grpc_ports()
         model_name, version = args.model_name, args.version
         started = time.perf_counter()
         self.storage = args.storage
@@ -303,6 +305,7 @@ class ServerInfo(InferenceService):
     """
 
     def __init__(self) -> None:
+        exclusive_grpc_ports()
         self.models: dict[str, TrafficTable] = {}
         self.handles = VersionHandles()
         self.settings = PredictorSettings.from_env()

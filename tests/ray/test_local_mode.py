@@ -10,9 +10,11 @@ import json
 import os
 import signal
 import socket
+import subprocess
 import time
 import urllib.error
 import urllib.request
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -21,7 +23,7 @@ import pytest
 import tritonclient.grpc as triton_grpc
 
 from rayship.local import free_port
-from support.local_mode import rayship
+from support.local_mode import rayship, read_until
 from support.prometheus import scrape_until, total
 
 pytestmark = pytest.mark.ray
@@ -138,3 +140,58 @@ def test_missing_version_names_the_uri(tmp_path: Path) -> None:
     assert process.returncode == 1
     assert f"{(tmp_path / 'models' / 'm').as_uri()}/7/ not found" in output
     assert "Traceback" not in output
+
+
+def test_two_servers_on_one_machine_answer_only_their_own_grpc_calls(
+    example_models: Path, tmp_path: Path
+) -> None:
+    """Two `rayship serve` side by side (and the test session's Ray beside them): each replica's
+    gRPC port is its own, so every call reaches the server it was sent to. Serve gives the
+    replicas of both the same port numbers; bound with SO_REUSEPORT, the kernel would hand
+    some of one server's connections to the other, which answers NOT_FOUND
+    (`rayship_predictors.exclusive_ports`)."""
+    example = (REPO / "examples" / "iris-onnx.yaml").read_text()
+    (tmp_path / "models").symlink_to(example_models)
+    servers: list[tuple[str, int, subprocess.Popen[str]]] = []
+    try:
+        for name in ("iris-a", "iris-b"):
+            yaml_file = tmp_path / f"{name}.yaml"
+            yaml_file.write_text(example.replace("name: iris-onnx", f"name: {name}"))
+            grpc_port = free_port()
+            process = rayship("serve", str(yaml_file), "--port", str(free_port()),
+                              "--grpc-port", str(grpc_port), cwd=tmp_path)  # fmt: skip
+            servers.append((name, grpc_port, process))
+        for name, _, process in servers:
+            printed = read_until(process, "press Ctrl-C to stop")
+            assert f"serving {name} (2 100%)" in printed, printed
+        flowers = np.array([[5.1, 3.5, 1.4, 0.2]], dtype=np.float32)
+        with ThreadPoolExecutor(CONCURRENT_CALLS) as pool:
+            for name, grpc_port, _ in servers:
+                calls = [pool.submit(grpc_infer, grpc_port, name, flowers) for _ in range(40)]
+                failures = [str(error) for call in calls if (error := call.exception())]
+                assert not failures, f"{len(failures)} of 40 calls to {name} failed: {failures[0]}"
+    finally:
+        for _, _, process in servers:
+            if process.poll() is None:
+                os.killpg(process.pid, signal.SIGINT)
+        for _, _, process in servers:
+            try:
+                process.communicate(timeout=120)
+            except subprocess.TimeoutExpired:
+                os.killpg(process.pid, signal.SIGKILL)
+                process.wait()
+
+
+CONCURRENT_CALLS = 8
+"""Concurrent calls make the ingress open several connections to each replica port."""
+
+
+def grpc_infer(grpc_port: int, model: str, flowers: np.ndarray) -> None:
+    """One V2 gRPC ModelInfer of `model` on a client of its own (a connection of its own)."""
+    client = triton_grpc.InferenceServerClient(f"127.0.0.1:{grpc_port}")
+    try:
+        flower = triton_grpc.InferInput("input", list(flowers.shape), "FP32")
+        flower.set_data_from_numpy(flowers)
+        assert client.infer(model, [flower]).get_response().model_name == model
+    finally:
+        client.close()

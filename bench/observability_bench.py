@@ -31,15 +31,18 @@ import random
 import statistics
 import sys
 import tempfile
+import time
 import urllib.request
 from collections.abc import Iterator
 from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import yaml
+from cpu_bench import Target, metered, run_metered  # bench/cpu_bench.py: CPU of a session
 from models import build_iris  # bench/models.py: the example model, built here
 from server_bench import (
     BENCH,
@@ -61,6 +64,8 @@ from support.prometheus import scrape, total
 from support.s3 import start_s3_server
 
 CONCURRENCY = 8
+FIXED_RATE = 400
+"""Requests a second for the CPU figure: well under what any setup answers flat out."""
 GOAL_RATIO = 0.95
 MOTO_ENV = {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing"}
 
@@ -74,7 +79,9 @@ class Setup:
     spec: dict[str, Any]
     url: str = ""
     metrics_url: str = ""
+    session: int = 0
     runs: list[dict[str, float]] = field(default_factory=list)
+    cpu_per_1k: list[float] = field(default_factory=list)
 
     @property
     def logged(self) -> bool:
@@ -113,6 +120,7 @@ def served(workdir: Path, iris_dir: Path, setup: Setup) -> Iterator[None]:
     ]  # fmt: skip
     with process(slug, command, dict(os.environ, **setup.env), workdir) as child:
         wait_ready(f"http://127.0.0.1:{port}/v2/health/ready", child)
+        setup.session = child.pid  # `process` makes it a session leader
         setup.url = f"http://127.0.0.1:{port}/v2/models/iris/infer"
         setup.metrics_url = f"http://127.0.0.1:{metrics_port}/metrics"
         yield
@@ -157,12 +165,34 @@ def main() -> int:
                     setup.runs.append(run)
                     rps = run["requests"] / (run["duration_us"] / 1e6)
                     log(f"round {number + 1}: {setup.name:<24} {rps:8.0f} req/s")
+                for setup in random.sample(setups, len(setups)):
+                    cpu = request_cpu(setup, Target(setup.url, body, workdir), args.seconds)
+                    setup.cpu_per_1k.append(cpu)
+                    log(f"round {number + 1}: {setup.name:<24} {cpu:8.3f} CPU-s/1k requests")
             with urllib.request.urlopen(f"{sink}/count", timeout=10) as answer:
                 events = json.loads(answer.read())
             print(report(setups, events, s3.client, bucket))
     finally:
         s3.stop()
     return 0
+
+
+def request_cpu(setup: Setup, target: Target, seconds: float) -> float:
+    """The server's CPU-seconds per 1,000 requests at FIXED_RATE, less what it spends idle
+    over as long (Ray's own background work, the same with or without logging): what the
+    requests cost, which is what bounds its throughput."""
+    _, idle = metered(setup.session, partial(time.sleep, seconds))
+    load, window = run_metered(setup.session, target, "vegeta", seconds, rate=FIXED_RATE)
+    idle_cores = sum(idle.server.values()) / idle.seconds
+    busy = sum(window.server.values()) - idle_cores * window.seconds
+    return busy * 1000 / max(load.requests, 1)
+
+
+def verdict(setup: Setup, setups: list[Setup], ratio: float) -> str:
+    """Whether a setup's ratio meets the goal; the baseline has none."""
+    if setup is setups[0]:
+        return ""
+    return " (met)" if ratio >= GOAL_RATIO else " (missed)"
 
 
 def report(setups: list[Setup], events: dict[str, int], s3: Any, bucket: str) -> str:
@@ -172,20 +202,25 @@ def report(setups: list[Setup], events: dict[str, int], s3: Any, bucket: str) ->
         return run["requests"] / (run["duration_us"] / 1e6)
 
     base = statistics.median(rps(run) for run in setups[0].runs)
+    base_cpu = statistics.median(setups[0].cpu_per_1k)
     lines = [
-        f"iris, V2 JSON, concurrency {CONCURRENCY}, medians of {len(setups[0].runs)} rounds",
+        f"iris, V2 JSON, medians of {len(setups[0].runs)} rounds: wrk at concurrency "
+        f"{CONCURRENCY} (receivers on the same cores), and the server's own CPU per 1,000 "
+        f"requests at {FIXED_RATE} req/s above its idle CPU (vegeta; receivers not counted)",
         "",
-        "| setup | req/s | p50 ms | p99 ms | throughput vs metrics off |",
-        "| --- | --- | --- | --- | --- |",
+        "| setup | req/s | p50 ms | p99 ms | throughput vs metrics off "
+        "| server CPU-s / 1k req | throughput its CPU allows vs metrics off |",
+        "| --- | --- | --- | --- | --- | --- | --- |",
     ]
     for setup in setups:
         ratio = statistics.median(rps(run) for run in setup.runs) / base
-        verdict = "" if setup is setups[0] else (" (met)" if ratio >= GOAL_RATIO else " (missed)")
+        cpu = statistics.median(setup.cpu_per_1k)
         lines.append(
             f"| {setup.name} | {statistics.median(rps(run) for run in setup.runs):,.0f} "
             f"| {statistics.median(run['p50_us'] for run in setup.runs) / 1000:.2f} "
             f"| {statistics.median(run['p99_us'] for run in setup.runs) / 1000:.2f} "
-            f"| {ratio:.3f}{verdict} |"
+            f"| {ratio:.3f}{verdict(setup, setups, ratio)} "
+            f"| {cpu:.3f} | {base_cpu / cpu:.3f}{verdict(setup, setups, base_cpu / cpu)} |"
         )
     lines.append("")
     for setup in setups:

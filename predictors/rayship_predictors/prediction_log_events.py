@@ -23,22 +23,22 @@ through the CloudEvents Go SDK):
 As KServe does, a response is sent only when it succeeded (status 200); error answers are not
 payloads. KServe's `ce-metadata` (request headers a user chose to copy) has no counterpart.
 
-Delivery is at least once: a record whose request event went through but whose response event
-did not is sent again whole, so a receiver may see that request event twice (same `ce-id`).
+Events go pipelined (`rayship_predictors.pipelined_http`), a record's request event just before
+its response event on the same connection. Delivery is at least once: a record one of whose
+events did not go through is sent again whole, so a receiver may see an event twice (same
+`ce-id` and `ce-type`).
 """
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import Sequence
 from dataclasses import dataclass
 from enum import Enum
 
-import aiohttp
-
 from rayship.contract import VERSIONS_PATH, model_route
 from rayship.spec import LogMode
 from rayship_predictors.http import HEADER_LENGTH
+from rayship_predictors.pipelined_http import Answer, Post, post_all
 from rayship_predictors.prediction_log_records import (
     KINDS_OF_MODE,
     Delivery,
@@ -54,10 +54,11 @@ EVENT_TYPES: dict[Kind, str] = {
 COMPONENT = "predictor"
 PROTOBUF = "application/x-protobuf"
 POST_TIMEOUT_SECONDS = 10.0
-"""How long connecting, or waiting for an answer, may take before the sink counts as down."""
+"""How long connecting, or waiting for the next answer, may take before the sink counts as
+down."""
 
-CONNECTIONS = 8
-"""Connections a batch's POSTs share (the events of a batch are sent concurrently)."""
+CONNECTIONS = 4
+"""Connections a batch's POSTs are pipelined over, each carrying a contiguous share of it."""
 
 _RETRIED_STATUSES = frozenset({408, 429})
 
@@ -108,7 +109,7 @@ def cloud_events(record: PredictionRecord, mode: LogMode, namespace: str) -> lis
 
 @dataclass(frozen=True)
 class CloudEventsSink:
-    """Posts each record's events to `url`, the records of a batch concurrently."""
+    """Posts each record's events to `url`, pipelined over a few connections per batch."""
 
     url: str
     mode: LogMode
@@ -117,49 +118,37 @@ class CloudEventsSink:
 
     async def send(self, batch: Sequence[PredictionRecord]) -> Delivery:
         """Post every record's events; what could not be posted is to be retried."""
-        problems: list[str] = []
-        # Per socket step, not in total: a POST waiting for one of the batch's connections is
-        # not a sink that is down.
-        timeout = aiohttp.ClientTimeout(
-            total=None, sock_connect=POST_TIMEOUT_SECONDS, sock_read=POST_TIMEOUT_SECONDS
+        events = [cloud_events(record, self.mode, self.namespace) for record in batch]
+        posts = [
+            Post(event.headers, event.body) for record_events in events for event in record_events
+        ]
+        answers = iter(
+            await post_all(self.url, posts, connections=CONNECTIONS, timeout_s=POST_TIMEOUT_SECONDS)
         )
-        # A session per batch: nothing is left open between batches, so a sink that is
-        # replaced or stopped needs no closing. Within the batch a few kept-alive connections
-        # carry every POST: a connection per event cost more than the event.
-        connector = aiohttp.TCPConnector(limit=CONNECTIONS)
-        async with aiohttp.ClientSession(timeout=timeout, connector=connector) as session:
-            outcomes = await asyncio.gather(
-                *(self._send_record(session, record, problems) for record in batch)
-            )
+        problems: list[str] = []
+        outcomes = [
+            _record_outcome([next(answers) for _ in record_events], self.url, problems)
+            for record_events in events
+        ]
         return Delivery(
             retry=tuple(r for r, o in zip(batch, outcomes, strict=True) if o is _Outcome.RETRY),
             refused=sum(outcome is _Outcome.REFUSED for outcome in outcomes),
             problem=problems[0] if problems else None,
         )
 
-    async def _send_record(
-        self, session: aiohttp.ClientSession, record: PredictionRecord, problems: list[str]
-    ) -> _Outcome:
-        for event in cloud_events(record, self.mode, self.namespace):
-            outcome = await self._post(session, event, problems)
-            if outcome is not _Outcome.DELIVERED:
-                return outcome
-        return _Outcome.DELIVERED
 
-    async def _post(
-        self, session: aiohttp.ClientSession, event: CloudEvent, problems: list[str]
-    ) -> _Outcome:
-        """One POST: a 2xx delivers; no answer, a 5xx, 408 or 429 is worth a retry; any other
-        status is the receiver refusing the event, which sending again would not change."""
-        try:
-            async with session.post(self.url, data=event.body, headers=event.headers) as answer:
-                status = answer.status
-        except (aiohttp.ClientError, TimeoutError) as error:
-            problems.append(f"cannot reach {self.url}: {error or type(error).__name__}")
+def _record_outcome(answers: Sequence[Answer], url: str, problems: list[str]) -> _Outcome:
+    """A record is delivered when each of its events got a 2xx; it is sent again (whole) when
+    one got no answer, a 5xx, 408 or 429; any other status is the receiver refusing it, which
+    sending again would not change."""
+    for answer in answers:
+        if isinstance(answer, str):
+            problems.append(answer)
             return _Outcome.RETRY
-        if 200 <= status < 300:
-            return _Outcome.DELIVERED
-        problems.append(f"{self.url} answered {status}")
-        if status >= 500 or status in _RETRIED_STATUSES:
+        if 200 <= answer < 300:
+            continue
+        problems.append(f"{url} answered {answer}")
+        if answer >= 500 or answer in _RETRIED_STATUSES:
             return _Outcome.RETRY
         return _Outcome.REFUSED
+    return _Outcome.DELIVERED

@@ -23,6 +23,7 @@ import math
 import ssl
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from typing import cast
 from urllib.parse import urlsplit
 
 import httptools
@@ -143,8 +144,8 @@ class _Lane(asyncio.Protocol):
         return self._done.result()
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        assert isinstance(transport, asyncio.Transport)
-        self._transport = transport
+        # uvloop's transports (a replica's loop) are not asyncio.Transport subclasses
+        self._transport = cast(asyncio.Transport, transport)
 
     def data_received(self, data: bytes) -> None:
         try:

@@ -9,6 +9,7 @@ from collections.abc import Awaitable, Callable, Coroutine
 from typing import Any
 
 import pytest
+import uvloop
 
 from rayship_predictors.pipelined_http import Post, Target, post_all
 from support.event_receiver import EventReceiver
@@ -19,8 +20,22 @@ OK = b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok"
 Handler = Callable[[asyncio.StreamReader, asyncio.StreamWriter], Awaitable[None]]
 
 
-def run(scenario: Coroutine[Any, Any, None]) -> None:
-    asyncio.run(asyncio.wait_for(scenario, 30))
+@pytest.fixture(params=["asyncio", "uvloop"])
+def run(request: pytest.FixtureRequest) -> Callable[[Coroutine[Any, Any, None]], None]:
+    """Runs a scenario on asyncio's event loop and on uvloop's, which Serve's replicas run:
+    its transports are not asyncio's classes."""
+
+    def on_loop(scenario: Coroutine[Any, Any, None]) -> None:
+        bounded = asyncio.wait_for(scenario, 30)
+        if request.param == "uvloop":
+            uvloop.run(bounded)
+        else:
+            asyncio.run(bounded)
+
+    return on_loop
+
+
+Runner = Callable[[Coroutine[Any, Any, None]], None]
 
 
 def posts(count: int) -> list[Post]:
@@ -69,7 +84,7 @@ class RawServer:
         self._server.close()
 
 
-def test_every_post_arrives_in_order_on_its_connection_with_its_status() -> None:
+def test_every_post_arrives_in_order_on_its_connection_with_its_status(run: Runner) -> None:
     async def scenario() -> None:
         async with EventReceiver() as receiver:
             answers = await post_all(receiver.url, posts(50), connections=4, timeout_s=5)
@@ -93,7 +108,7 @@ def test_every_post_arrives_in_order_on_its_connection_with_its_status() -> None
     ids=["Connection: close after each answer", "dropped without a word after two"],
 )
 def test_posts_a_receiver_left_unanswered_go_again_on_new_connections(
-    per_connection: int, last_answer: bytes | None, connections: int
+    run: Runner, per_connection: int, last_answer: bytes | None, connections: int
 ) -> None:
     async def answer_some(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         for number in range(1, per_connection + 1):
@@ -117,7 +132,7 @@ def test_posts_a_receiver_left_unanswered_go_again_on_new_connections(
     run(scenario())
 
 
-def test_a_receiver_that_never_answers_times_out_with_the_reason() -> None:
+def test_a_receiver_that_never_answers_times_out_with_the_reason(run: Runner) -> None:
     async def swallow(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         await reader.read()  # until the client gives up and closes
 
@@ -131,7 +146,7 @@ def test_a_receiver_that_never_answers_times_out_with_the_reason() -> None:
     run(scenario())
 
 
-def test_an_answer_that_is_not_http_fails_the_posts_with_the_reason() -> None:
+def test_an_answer_that_is_not_http_fails_the_posts_with_the_reason(run: Runner) -> None:
     async def babble(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         await read_post(reader)
         writer.write(b"SSH-2.0-OpenSSH_9.6\r\n")
@@ -147,7 +162,7 @@ def test_an_answer_that_is_not_http_fails_the_posts_with_the_reason() -> None:
     run(scenario())
 
 
-def test_a_receiver_that_is_down_cannot_be_reached() -> None:
+def test_a_receiver_that_is_down_cannot_be_reached(run: Runner) -> None:
     async def scenario() -> None:
         receiver = EventReceiver()
         await receiver.start()

@@ -15,16 +15,24 @@ This machine is shared and its speed drifts by tens of percent within minutes, m
 differences measured here, so the setups are not measured one after the other: all four run
 side by side (each idle while another is driven), and each round drives every one of them
 once, in a new random order, with wrk (bench/server_bench.py's driver; `apt-get install wrk`)
-at concurrency 8 and the same V2 JSON body. It prints each setup's median req/s, p50 and p99
-over the rounds and its throughput ratio to the baseline (the goal: metrics and logging cost
-under 5%), and for the logged setups how many records were delivered and how many dropped
-(read from the server's own `ray_rayship_prediction_log_dropped_total`). The receivers share the
-machine's two cores with the servers, as a sidecar collector would on a small node.
+at concurrency 8 and the same V2 JSON body; then, in another random order, with vegeta at a
+fixed 400 req/s while the server's own processes are metered (bench/cpu_bench.py): its
+CPU-seconds per 1,000 requests above its idle CPU, which leaves the receivers out. It prints
+each setup's medians over the rounds (req/s, p50, p99, CPU per request) and its ratios to the
+baseline (the goal: metrics and logging cost under 5%), and for the logged setups how many
+records were delivered and how many dropped (read from the server's own
+`ray_rayship_prediction_log_dropped_total`). The receivers share the machine's two cores with
+the servers, as a sidecar collector would on a small node.
+
+Last, the steadiest figure: each sink's own CPU per logged prediction, full batches of the
+same request and its answer sent from this process to the same receivers, against the
+server's CPU per request with metrics on.
 """
 
 from __future__ import annotations
 
 import argparse
+import asyncio
 import json
 import os
 import random
@@ -36,6 +44,7 @@ import urllib.request
 from collections.abc import Iterator
 from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from functools import partial
 from pathlib import Path
 from typing import Any
@@ -60,6 +69,10 @@ from server_bench import (
 
 sys.path.insert(0, str(REPO / "tests"))  # the tests' moto server; never the repo root
 
+from rayship.spec import StorageSpec
+from rayship_predictors.prediction_log_events import CloudEventsSink
+from rayship_predictors.prediction_log_records import PredictionRecord, Sink
+from rayship_predictors.prediction_log_s3 import open_json_lines_sink
 from support.prometheus import scrape, total
 from support.s3 import start_s3_server
 
@@ -171,7 +184,18 @@ def main() -> int:
                     log(f"round {number + 1}: {setup.name:<24} {cpu:8.3f} CPU-s/1k requests")
             with urllib.request.urlopen(f"{sink}/count", timeout=10) as answer:
                 events = json.loads(answer.read())
+            answer_body = answer_of(setups[1].url, body.data)
+            sinks = {
+                "CloudEvents": CloudEventsSink(f"{sink}/events", "all", "default"),
+                "S3 JSON Lines": open_json_lines_sink(
+                    f"s3://{bucket}/sink-cpu/", "all", StorageSpec(s3.endpoint_url, "us-east-1")
+                ),
+            }
+            sink_us = {
+                name: sink_cpu_us(one, body.data, answer_body) for name, one in sinks.items()
+            }
             print(report(setups, events, s3.client, bucket))
+            print(sink_report(sink_us, statistics.median(setups[1].cpu_per_1k)))
     finally:
         s3.stop()
     return 0
@@ -186,6 +210,52 @@ def request_cpu(setup: Setup, target: Target, seconds: float) -> float:
     idle_cores = sum(idle.server.values()) / idle.seconds
     busy = sum(window.server.values()) - idle_cores * window.seconds
     return busy * 1000 / max(load.requests, 1)
+
+
+def sink_cpu_us(sink: Sink, body: bytes, answer: bytes, batches: int = 100) -> float:
+    """The CPU one logged prediction costs a replica in its sink, in microseconds: full
+    batches of a V2 JSON iris request and answer sent from this process (the receiver and
+    moto run in processes of their own). Steadier than any throughput on this machine."""
+
+    def record(number: int) -> PredictionRecord:
+        arrived = datetime.now(UTC)
+        return PredictionRecord("iris", "2", f"r{number}", arrived, 0.001, 200, body, None,
+                                answer, None)  # fmt: skip
+
+    async def send_all() -> float:
+        batch = [record(number) for number in range(sink.batch_size)]
+        await sink.send(batch)  # connections, imports, the bucket's first object
+        started = time.process_time()
+        for _ in range(batches):
+            delivery = await sink.send(batch)
+            if delivery.retry or delivery.refused:
+                raise RuntimeError(f"the sink did not take a batch: {delivery.problem}")
+        return (time.process_time() - started) * 1e6 / (batches * len(batch))
+
+    return asyncio.run(send_all())
+
+
+def answer_of(url: str, body: bytes) -> bytes:
+    """What the server answers `body` with: the response a logged record carries."""
+    request = urllib.request.Request(url, body, {"Content-Type": "application/json"})
+    with urllib.request.urlopen(request, timeout=30) as response:
+        answer: bytes = response.read()
+    return answer
+
+
+def sink_report(sink_us: dict[str, float], request_cpu_per_1k: float) -> str:
+    """Each sink's CPU per logged prediction against a request's CPU with metrics on."""
+    request_us = request_cpu_per_1k * 1000
+    lines = [
+        "",
+        f"the sinks' own CPU per logged prediction (in this process), against {request_us:,.0f} "
+        "us of server CPU per request with metrics on:",
+    ]
+    for name, micros in sink_us.items():
+        share = micros / request_us
+        met = "met" if share < 1 - GOAL_RATIO else "missed"
+        lines.append(f"- {name}: {micros:.1f} us, {share:.1%} ({met})")
+    return "\n".join(lines)
 
 
 def verdict(setup: Setup, setups: list[Setup], ratio: float) -> str:

@@ -63,22 +63,14 @@ CONNECTIONS = 4
 _RETRIED_STATUSES = frozenset({408, 429})
 
 
-@dataclass(frozen=True)
-class CloudEvent:
-    """One event as it is posted: its headers and its body."""
-
-    headers: dict[str, str]
-    body: bytes
-
-
 class _Outcome(Enum):
     DELIVERED = "delivered"
     RETRY = "retry"
     REFUSED = "refused"
 
 
-def cloud_events(record: PredictionRecord, mode: LogMode, namespace: str) -> list[CloudEvent]:
-    """The events `mode` logs of one record, in the order they happened."""
+def cloud_events(record: PredictionRecord, mode: LogMode, namespace: str) -> list[Post]:
+    """The events `mode` logs of one record, in the order they happened, as POSTs."""
     events = []
     for kind in KINDS_OF_MODE[mode]:
         if kind == "response" and record.status != 200:
@@ -103,7 +95,7 @@ def cloud_events(record: PredictionRecord, mode: LogMode, namespace: str) -> lis
         else:
             headers["Content-Type"] = "application/octet-stream"
             headers[HEADER_LENGTH] = str(header_length)
-        events.append(CloudEvent(headers, body))
+        events.append(Post(headers, body))
     return events
 
 
@@ -119,9 +111,7 @@ class CloudEventsSink:
     async def send(self, batch: Sequence[PredictionRecord]) -> Delivery:
         """Post every record's events; what could not be posted is to be retried."""
         events = [cloud_events(record, self.mode, self.namespace) for record in batch]
-        posts = [
-            Post(event.headers, event.body) for record_events in events for event in record_events
-        ]
+        posts = [post for record_events in events for post in record_events]
         answers = iter(
             await post_all(self.url, posts, connections=CONNECTIONS, timeout_s=POST_TIMEOUT_SECONDS)
         )

@@ -19,6 +19,7 @@ HTTP/1.1 requires of every server.
 from __future__ import annotations
 
 import asyncio
+import functools
 import math
 import ssl
 from collections.abc import Mapping, Sequence
@@ -92,7 +93,7 @@ async def _send_lane(target: Target, posts: Sequence[Post], timeout_s: float) ->
     one after answering part of them; the rest get the reason when one answers none."""
     answers: list[Answer] = []
     loop = asyncio.get_running_loop()
-    context = ssl.create_default_context() if target.scheme == "https" else None
+    context = _tls_context() if target.scheme == "https" else None
     while len(answers) < len(posts):
         pending = posts[len(answers) :]
         try:
@@ -117,6 +118,13 @@ async def _send_lane(target: Target, posts: Sequence[Post], timeout_s: float) ->
         if problem is not None and not lane.statuses:
             return answers + [f"{target.authority}: {problem}"] * len(pending)
     return answers
+
+
+@functools.cache
+def _tls_context() -> ssl.SSLContext:
+    """One client context for every https connection: making one loads the CA bundle, which
+    costs milliseconds, too much to pay per connection of every batch."""
+    return ssl.create_default_context()
 
 
 class _Lane(asyncio.Protocol):

@@ -288,8 +288,7 @@ def wait_routed(
     mode, else Serve's proxy) has the new routes; until then a model URL may still reach the
     version that owned it before. Both answer `GET /-/routes` with their current table.
     """
-    host = "127.0.0.1" if http.host in ("0.0.0.0", "::", "") else http.host
-    url = f"http://{host}:{http.port}"
+    url = f"http://{http.client_host}:{http.port}"
     deadline = time.monotonic() + timeout_s
     current = None
     while current != routes:
@@ -311,8 +310,7 @@ def wait_grpc_known(
     """Block until Serve's gRPC proxy knows every one of `apps`, or `stop` is set: before, a
     ModelInfer that HAProxy hands it (its backup while a new version's replica is not up there
     yet) is answered NOT_FOUND (`rayship.ingress`)."""
-    host = "127.0.0.1" if http.host in ("0.0.0.0", "::", "") else http.host
-    address = f"{host}:{http.grpc_port}"
+    address = f"{http.client_host}:{http.grpc_port}"
     deadline = time.monotonic() + timeout_s
     known: set[str] | None = None
     while known is None or not apps <= known:

@@ -114,6 +114,12 @@ class IngressOptions:
     port: int = 8000
     grpc_port: int = 8001
 
+    @property
+    def client_host(self) -> str:
+        """Where a client on this machine reaches the ingress: loopback when it listens on
+        every address."""
+        return "127.0.0.1" if self.host in ("0.0.0.0", "::", "") else self.host
+
 
 def memory_bytes(quantity: str) -> int:
     """A Kubernetes quantity (`2Gi`, `512M`) in bytes, for Ray's `memory` actor option."""
